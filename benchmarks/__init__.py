@@ -1,0 +1,1 @@
+"""gridtwin benchmarks package."""

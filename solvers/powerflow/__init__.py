@@ -1,0 +1,6 @@
+"""AC (Newton-Raphson, numba kernels) and DC power flow, single snapshots and batched time series."""
+
+from solvers.powerflow.api import PowerFlowNotConverged, run_dc, run_pf, run_pf_timeseries
+from solvers.powerflow.newton import NewtonSolver
+
+__all__ = ["NewtonSolver", "PowerFlowNotConverged", "run_dc", "run_pf", "run_pf_timeseries"]

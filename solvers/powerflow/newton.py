@@ -1,0 +1,144 @@
+"""Newton-Raphson drivers around the kernels: single snapshots and batches over time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from solvers.model import REF, PFModel
+from solvers.powerflow import _kernels as k
+from solvers.powerflow.jacobian import JacobianPattern, build_pattern
+from solvers.powerflow.linear import LinearSolver, LinearSolverName, make_linear_solver
+
+__all__ = ["NewtonResult", "NewtonSolver", "dc_angles"]
+
+
+@dataclass(slots=True)
+class NewtonResult:
+    """Outcome of one Newton solve (kernel-level: positions, not ids)."""
+
+    v: NDArray[np.complex128]
+    converged: bool
+    iterations: int
+    worst_pu: float
+    worst_eq: int
+
+
+class NewtonSolver:
+    """Newton-Raphson on one PFModel; keeps the Jacobian pattern and the LU between solves.
+
+    Parameters
+    ----------
+    model : PFModel
+    linear_solver : {"auto", "klu", "superlu"}
+        Sparse LU back-end (``"auto"``: KLU when available).
+    """
+
+    def __init__(self, model: PFModel, linear_solver: LinearSolverName = "auto") -> None:
+        self.model = model
+        pat = model.cache.get("jacobian_pattern")
+        if pat is None:
+            pat = build_pattern(model)
+            model.cache["jacobian_pattern"] = pat
+        self.pattern: JacobianPattern = pat
+        self.lu: LinearSolver = make_linear_solver(pat, linear_solver)
+        self.j_data = np.zeros(len(pat.indices))
+        self.f = np.zeros(pat.n_eq)
+
+    def factor_at(self, v: NDArray[np.complex128]) -> None:
+        """Fill and factorise the Jacobian at ``v``."""
+        p = self.pattern
+        k.fill_jacobian(v, p.y_indptr, p.y_indices, p.y_data, p.pos_pt, p.pos_pv, p.pos_qt, p.pos_qv, self.j_data)
+        self.lu.factor(self.j_data)
+
+    def solve(
+        self, v0: NDArray[np.complex128], s_bus_pu: NDArray[np.complex128], tol_pu: float, max_iter: int
+    ) -> NewtonResult:
+        """Run Newton-Raphson from ``v0`` for scheduled injections ``s_bus_pu``."""
+        p = self.pattern
+        v = v0.astype(np.complex128).copy()
+        f = self.f
+        it = 0
+        worst = k.mismatch(v, s_bus_pu, p.y_indptr, p.y_indices, p.y_data, p.theta_var, p.vm_var, f)
+        while worst > tol_pu and it < max_iter and np.isfinite(worst):
+            self.factor_at(v)
+            dx = self.lu.solve(f)
+            k.apply_step(v, dx, p.theta_var, p.vm_var)
+            it += 1
+            worst = k.mismatch(v, s_bus_pu, p.y_indptr, p.y_indices, p.y_data, p.theta_var, p.vm_var, f)
+        conv = bool(worst <= tol_pu)
+        worst_eq = int(np.argmax(np.abs(f))) if p.n_eq else -1
+        return NewtonResult(v, conv, it, float(worst), worst_eq)
+
+    def bus_of_equation(self, eq: int) -> int:
+        """Return the compiled bus whose P or Q balance is equation ``eq``."""
+        p = self.pattern
+        hit = np.flatnonzero((p.theta_var == eq) | (p.vm_var == eq))
+        return int(hit[0]) if len(hit) else -1
+
+    def solve_chord_batch(
+        self,
+        v: NDArray[np.complex128],
+        s_bus_pu: NDArray[np.complex128],
+        tol_pu: float,
+        max_chord: int,
+        min_rate: float = 0.5,
+    ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+        """Chord (fixed-Jacobian) iterations for many steps at once, using the current LU.
+
+        ``v`` (T, n) holds start values and is updated in place. A step leaves the batch when it
+        converges, or when its mismatch falls by less than ``min_rate`` per iteration (it is then
+        handed to full Newton by the caller). Returns ``converged`` (T,) and ``iterations`` (T,).
+        """
+        p = self.pattern
+        n_t = v.shape[0]
+        f = np.zeros((p.n_eq, n_t), order="F")
+        worst = np.full(n_t, np.inf)
+        prev = np.full(n_t, np.inf)
+        active = np.ones(n_t, dtype=np.bool_)
+        conv = np.zeros(n_t, dtype=np.bool_)
+        iters = np.zeros(n_t, dtype=np.int64)
+        for _ in range(max_chord + 1):
+            k.mismatch_batch(v, s_bus_pu, p.y_indptr, p.y_indices, p.y_data, p.theta_var, p.vm_var, f, worst, active)
+            newly = active & (worst <= tol_pu)
+            conv |= newly
+            stalled = active & ~newly & ~(worst <= min_rate * prev)
+            active &= ~newly & ~stalled & np.isfinite(worst)
+            if not active.any():
+                break
+            cols = np.flatnonzero(active)
+            dx = self.lu.solve(f[:, cols])
+            if dx.ndim == 1:
+                dx = dx[:, None]
+            k.apply_step_batch(v, np.ascontiguousarray(dx), p.theta_var, p.vm_var, cols)
+            iters[cols] += 1
+            prev = worst.copy()
+        return conv, iters
+
+
+def dc_angles(model: PFModel, s_bus_pu: NDArray[np.complex128]) -> NDArray[np.float64]:
+    """Solve the DC power flow for bus angles (rad), references fixed at their set-point angles."""
+    act = model.branch_active
+    f, t = model.f_idx[act], model.t_idx[act]
+    b = model.b_dc_pu[act]
+    n = model.n_bus
+    bbus = sp.csr_matrix(
+        (np.concatenate([b, -b, -b, b]), (np.concatenate([f, f, t, t]), np.concatenate([f, t, f, t]))), shape=(n, n)
+    )
+    # phase shifters act as injections: flow b * (θf - θt - shift) moves b * shift from t to f
+    p_shift = np.zeros(n)
+    sh = model.shift_rad[act]
+    np.add.at(p_shift, f, b * sh)
+    np.add.at(p_shift, t, -b * sh)
+    p = s_bus_pu.real + p_shift
+    ref = model.bus_type == REF
+    theta = np.angle(model.v_set) * ref
+    free = np.flatnonzero(~ref)
+    if len(free):
+        a = bbus[free][:, free].tocsc()
+        rhs = p[free] - bbus[free][:, np.flatnonzero(ref)] @ theta[ref]
+        theta[free] = sp.linalg.spsolve(a, rhs)
+    return theta
