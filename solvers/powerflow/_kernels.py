@@ -11,6 +11,25 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True, inline="always")
+def _rotation(d):
+    """exp(-1j d); a Taylor series to double precision for the small angles of late Newton steps."""
+    if abs(d) < 1e-3:
+        d2 = d * d
+        return (1.0 - d2 * (0.5 - d2 / 24.0)) - 1j * (d * (1.0 - d2 * (1.0 / 6.0 - d2 / 120.0)))
+    return np.cos(d) - 1j * np.sin(d)
+
+
+@njit(cache=True)
+def scatter_add_batch(p, q, target, coef, out):
+    """``out[t, target[e]] += coef[e] * (p[t, e] + 1j q[t, e])`` for elements with ``target[e] >= 0``."""
+    for t in range(p.shape[0]):
+        for e in range(p.shape[1]):
+            g = target[e]
+            if g >= 0:
+                out[t, g] += coef[e] * (p[t, e] + 1j * q[t, e])
+
+
 @njit(cache=True)
 def mismatch(v, s_bus, y_indptr, y_indices, y_data, theta_var, vm_var, f):
     """Fill ``f`` with the P/Q mismatch (computed - scheduled, pu); return its largest magnitude."""
@@ -79,18 +98,18 @@ def apply_step(v, dx, theta_var, vm_var):
         b = vm_var[i]
         if a < 0 and b < 0:
             continue
-        vm = abs(v[i])
-        va = np.angle(v[i])
-        if a >= 0:
-            va -= dx[a]
+        x = v[i]
         if b >= 0:
-            vm -= dx[b]
-        v[i] = vm * np.exp(1j * va)
+            vm = abs(x)
+            x = x * ((vm - dx[b]) / vm)
+        if a >= 0:
+            x = x * _rotation(dx[a])
+        v[i] = x
 
 
 @njit(cache=True, parallel=True)
 def mismatch_batch(v, s_bus, y_indptr, y_indices, y_data, theta_var, vm_var, f, worst, active):
-    """Mismatch for every active step of a batch: ``v``/``s_bus`` are (T, n), ``f`` is (n_eq, T)."""
+    """Mismatch for every active step of a batch: ``v``/``s_bus`` are (T, n), ``f`` is (T, n_eq)."""
     for t in prange(v.shape[0]):
         if not active[t]:
             continue
@@ -102,18 +121,18 @@ def mismatch_batch(v, s_bus, y_indptr, y_indices, y_data, theta_var, vm_var, f, 
             s = v[t, i] * np.conj(acc) - s_bus[t, i]
             a = theta_var[i]
             if a >= 0:
-                f[a, t] = s.real
+                f[t, a] = s.real
                 w = max(w, abs(s.real))
             b = vm_var[i]
             if b >= 0:
-                f[b, t] = s.imag
+                f[t, b] = s.imag
                 w = max(w, abs(s.imag))
         worst[t] = w
 
 
 @njit(cache=True, parallel=True)
 def apply_step_batch(v, dx, theta_var, vm_var, cols):
-    """Apply the step ``dx[:, c]`` to ``v[cols[c]]`` for every column ``c``."""
+    """Apply the step ``dx[c]`` (rows of a (k, n_eq) array) to ``v[cols[c]]`` for every ``c``."""
     for c in prange(cols.shape[0]):
         t = cols[c]
         for i in range(v.shape[1]):
@@ -121,13 +140,13 @@ def apply_step_batch(v, dx, theta_var, vm_var, cols):
             b = vm_var[i]
             if a < 0 and b < 0:
                 continue
-            vm = abs(v[t, i])
-            va = np.angle(v[t, i])
-            if a >= 0:
-                va -= dx[a, c]
+            x = v[t, i]
             if b >= 0:
-                vm -= dx[b, c]
-            v[t, i] = vm * np.exp(1j * va)
+                vm = abs(x)
+                x = x * ((vm - dx[c, b]) / vm)
+            if a >= 0:
+                x = x * _rotation(dx[c, a])
+            v[t, i] = x
 
 
 @njit(cache=True, parallel=True)
@@ -154,3 +173,99 @@ def bus_injections_batch(v, y_indptr, y_indices, y_data, s_out):
             for k in range(y_indptr[i], y_indptr[i + 1]):
                 acc += y_data[k] * v[t, y_indices[k]]
             s_out[t, i] = v[t, i] * np.conj(acc)
+
+
+@njit(cache=True, parallel=True)
+def branch_results_batch(
+    v,
+    ok_step,
+    f_idx,
+    t_idx,
+    yff,
+    yft,
+    ytf,
+    ytt,
+    base_mva,
+    vn_from_kv,
+    vn_to_kv,
+    rate_from_ka,
+    rate_to_ka,
+    i_side,
+    p_f,
+    q_f,
+    p_t,
+    q_t,
+    i_f,
+    i_t,
+    i_ka,
+    loading,
+):
+    """All branch results (MW, Mvar, kA, %) for (T, n) voltages; inactive branches (f_idx < 0) get 0.
+
+    Steps with ``ok_step[t]`` false get NaN.
+    """
+    sqrt3 = np.sqrt(3.0)
+    for t in prange(v.shape[0]):
+        for b in range(f_idx.shape[0]):
+            if not ok_step[t]:
+                p_f[t, b] = np.nan
+                q_f[t, b] = np.nan
+                p_t[t, b] = np.nan
+                q_t[t, b] = np.nan
+                i_f[t, b] = np.nan
+                i_t[t, b] = np.nan
+                i_ka[t, b] = np.nan
+                loading[t, b] = np.nan
+                continue
+            if f_idx[b] < 0:
+                p_f[t, b] = 0.0
+                q_f[t, b] = 0.0
+                p_t[t, b] = 0.0
+                q_t[t, b] = 0.0
+                i_f[t, b] = 0.0
+                i_t[t, b] = 0.0
+                i_ka[t, b] = 0.0
+                loading[t, b] = 0.0
+                continue
+            vf = v[t, f_idx[b]]
+            vt = v[t, t_idx[b]]
+            cf = yff[b] * vf + yft[b] * vt
+            ct = ytf[b] * vf + ytt[b] * vt
+            sf = vf * np.conj(cf) * base_mva
+            st = vt * np.conj(ct) * base_mva
+            p_f[t, b] = sf.real
+            q_f[t, b] = sf.imag
+            p_t[t, b] = st.real
+            q_t[t, b] = st.imag
+            a_f = abs(cf) * base_mva / (sqrt3 * vn_from_kv[b])
+            a_t = abs(ct) * base_mva / (sqrt3 * vn_to_kv[b])
+            i_f[t, b] = a_f
+            i_t[t, b] = a_t
+            i_ka[t, b] = max(a_f, a_t) if i_side[b] == 0 else (a_f if i_side[b] == 1 else a_t)
+            loading[t, b] = 100.0 * max(a_f / rate_from_ka[b], a_t / rate_to_ka[b])
+
+
+@njit(cache=True, parallel=True)
+def bus_voltages_batch(v, ok_step, grid_bus_idx, vm, va_deg):
+    """Voltage magnitude (pu) and angle (degree) of every Grid bus; NaN where de-energised or not converged."""
+    for t in prange(v.shape[0]):
+        for g in range(grid_bus_idx.shape[0]):
+            i = grid_bus_idx[g]
+            if i < 0 or not ok_step[t]:
+                vm[t, g] = np.nan
+                va_deg[t, g] = np.nan
+            else:
+                x = v[t, i]
+                vm[t, g] = abs(x)
+                va_deg[t, g] = np.arctan2(x.imag, x.real) * (180.0 / np.pi)
+
+
+@njit(cache=True, parallel=True)
+def bus_injections_rows(v, rows, y_indptr, y_indices, y_data, s_out):
+    """Computed injections ``V_i conj((Ybus V)_i)`` (pu) for buses ``rows``; ``y_*`` hold only those rows."""
+    for t in prange(v.shape[0]):
+        for r in range(rows.shape[0]):
+            acc = 0.0 + 0.0j
+            for k in range(y_indptr[r], y_indptr[r + 1]):
+                acc += y_data[k] * v[t, y_indices[k]]
+            s_out[t, r] = v[t, rows[r]] * np.conj(acc)

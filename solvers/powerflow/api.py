@@ -14,7 +14,7 @@ from solvers.compile import compile_grid
 from solvers.model import REF, ElementInjection, PFModel
 from solvers.powerflow.linear import LinearSolverName
 from solvers.powerflow.newton import NewtonSolver, dc_angles
-from solvers.powerflow.results import ElementValues, build_results
+from solvers.powerflow.results import ElementValues, add_element_powers, build_results
 
 if TYPE_CHECKING:
     from twin.grid import Grid
@@ -68,6 +68,16 @@ def _initial_voltage(model: PFModel, s_bus_pu: NDArray[np.complex128], init: str
         theta = ref_angle[model.island]
     theta = np.where(model.bus_type == REF, np.angle(model.v_set), theta)
     return vm * np.exp(1j * theta)
+
+
+def _solver_for(model: PFModel, linear_solver: LinearSolverName) -> NewtonSolver:
+    """The model's Newton solver (Jacobian pattern, KLU symbolic analysis and pivots), built on first use."""
+    key = f"newton_solver:{linear_solver}"
+    solver = model.cache.get(key)
+    if solver is None:
+        solver = NewtonSolver(model, linear_solver)
+        model.cache[key] = solver
+    return solver
 
 
 def _stored_values(model: PFModel) -> ElementValues:
@@ -127,7 +137,7 @@ def run_pf(
     t0 = time.perf_counter()
     model = _as_model(grid_or_model, slack)
     t1 = time.perf_counter()
-    solver = NewtonSolver(model, linear_solver)
+    solver = _solver_for(model, linear_solver)
     s_bus = model.s_bus_mva() / model.base_mva
     v0 = _initial_voltage(model, s_bus, init)
     res = solver.solve(v0, s_bus, tol_mva / model.base_mva, max_iter)
@@ -242,7 +252,7 @@ def run_pf_timeseries(
         "gen": (np.broadcast_to(model.gen.p_mw, (n_t, len(model.gen.ids))), np.zeros((n_t, len(model.gen.ids)))),
     }
     t0 = time.perf_counter()
-    solver = NewtonSolver(model, linear_solver)
+    solver = _solver_for(model, linear_solver)
     tol = tol_mva / model.base_mva
     chunks = []
     bar = _progress(n_t, progress, model.name)
@@ -275,17 +285,11 @@ def run_pf_timeseries(
 
 def _s_bus_series(model: PFModel, vals: ElementValues, start: int, stop: int) -> NDArray[np.complex128]:
     """(T, n_bus) scheduled injections in pu for steps start..stop."""
-    import scipy.sparse as sp
-
-    n = model.n_bus
-    s = np.zeros((stop - start, n), dtype=np.complex128)
+    s = np.zeros((stop - start, model.n_bus), dtype=np.complex128)
     for fam, (p, q) in vals.items():
         e: ElementInjection = getattr(model, fam)
-        act = e.active
-        if not act.any():
-            continue
-        inc = sp.csr_matrix((e.sign * e.scaling[act], (e.bus_idx[act], np.flatnonzero(act))), shape=(n, len(e.ids)))
-        s += (inc @ np.asarray(p[start:stop]).T).T + 1j * (inc @ np.asarray(q[start:stop]).T).T
+        if e.active.any():
+            add_element_powers(e, e.bus_idx, p[start:stop], q[start:stop], s)
     return s / model.base_mva
 
 

@@ -29,6 +29,9 @@ class LinearSolver(Protocol):
     def solve(self, rhs: NDArray[np.float64]) -> NDArray[np.float64]:
         """Solve for a vector (n,) or a block of right-hand sides (n, k)."""
 
+    def solve_rows(self, rows: NDArray[np.float64]) -> None:
+        """Solve in place for a C-ordered block (k, n) whose rows are right-hand sides."""
+
 
 class SuperLUSolver:
     """scipy.sparse.linalg.splu; refactorises from scratch (ordering included) on every factor()."""
@@ -49,6 +52,10 @@ class SuperLUSolver:
         """Solve."""
         assert self._lu is not None, "factor() first"
         return self._lu.solve(np.asfortranarray(rhs))
+
+    def solve_rows(self, rows: NDArray[np.float64]) -> None:
+        """Solve in place for a C-ordered block (k, n) whose rows are right-hand sides."""
+        rows[:] = self.solve(rows.T).T
 
 
 def make_linear_solver(pattern: JacobianPattern, name: LinearSolverName = "auto") -> LinearSolver:

@@ -61,6 +61,33 @@ class NewtonSolver:
         p = self.pattern
         v = v0.astype(np.complex128).copy()
         f = self.f
+        if getattr(self.lu, "name", "") == "klu":
+            from solvers.powerflow.klu import newton_klu
+
+            lu = self.lu
+            it, worst, _ = newton_klu(
+                v,
+                s_bus_pu,
+                p.y_indptr,
+                p.y_indices,
+                p.y_data,
+                p.theta_var,
+                p.vm_var,
+                p.pos_pt,
+                p.pos_pv,
+                p.pos_qt,
+                p.pos_qv,
+                p.indptr,
+                p.indices,
+                self.j_data,
+                lu.common,
+                lu.handles,
+                f,
+                tol_pu,
+                max_iter,
+            )
+            conv = bool(worst <= tol_pu)
+            return NewtonResult(v, conv, int(it), float(worst), int(np.argmax(np.abs(f))) if p.n_eq else -1)
         it = 0
         worst = k.mismatch(v, s_bus_pu, p.y_indptr, p.y_indices, p.y_data, p.theta_var, p.vm_var, f)
         while worst > tol_pu and it < max_iter and np.isfinite(worst):
@@ -95,7 +122,7 @@ class NewtonSolver:
         """
         p = self.pattern
         n_t = v.shape[0]
-        f = np.zeros((p.n_eq, n_t), order="F")
+        f = np.zeros((n_t, p.n_eq))  # row t = mismatch of step t
         worst = np.full(n_t, np.inf)
         prev = np.full(n_t, np.inf)
         active = np.ones(n_t, dtype=np.bool_)
@@ -110,17 +137,19 @@ class NewtonSolver:
             if not active.any():
                 break
             cols = np.flatnonzero(active)
-            dx = self.lu.solve(f[:, cols])
-            if dx.ndim == 1:
-                dx = dx[:, None]
-            k.apply_step_batch(v, np.ascontiguousarray(dx), p.theta_var, p.vm_var, cols)
+            rows = f[cols]  # (k, n_eq) C order = (n_eq, k) column-major right-hand sides
+            self.lu.solve_rows(rows)
+            k.apply_step_batch(v, rows, p.theta_var, p.vm_var, cols)
             iters[cols] += 1
             prev = worst.copy()
         return conv, iters
 
 
-def dc_angles(model: PFModel, s_bus_pu: NDArray[np.complex128]) -> NDArray[np.float64]:
-    """Solve the DC power flow for bus angles (rad), references fixed at their set-point angles."""
+def _dc_system(model: PFModel) -> tuple[object, NDArray[np.int64], NDArray[np.float64], sp.csr_matrix]:
+    """Factorised reduced B matrix of the DC power flow, cached on the model (built once)."""
+    cached = model.cache.get("dc_system")
+    if cached is not None:
+        return cached
     act = model.branch_active
     f, t = model.f_idx[act], model.t_idx[act]
     b = model.b_dc_pu[act]
@@ -133,12 +162,20 @@ def dc_angles(model: PFModel, s_bus_pu: NDArray[np.complex128]) -> NDArray[np.fl
     sh = model.shift_rad[act]
     np.add.at(p_shift, f, b * sh)
     np.add.at(p_shift, t, -b * sh)
-    p = s_bus_pu.real + p_shift
+    ref = model.bus_type == REF
+    free = np.flatnonzero(~ref)
+    lu = sp.linalg.splu(bbus[free][:, free].tocsc()) if len(free) else None
+    out = (lu, free, p_shift, bbus[free][:, np.flatnonzero(ref)])
+    model.cache["dc_system"] = out
+    return out
+
+
+def dc_angles(model: PFModel, s_bus_pu: NDArray[np.complex128]) -> NDArray[np.float64]:
+    """Solve the DC power flow for bus angles (rad), references fixed at their set-point angles."""
+    lu, free, p_shift, b_ref = _dc_system(model)
     ref = model.bus_type == REF
     theta = np.angle(model.v_set) * ref
-    free = np.flatnonzero(~ref)
-    if len(free):
-        a = bbus[free][:, free].tocsc()
-        rhs = p[free] - bbus[free][:, np.flatnonzero(ref)] @ theta[ref]
-        theta[free] = sp.linalg.spsolve(a, rhs)
+    if lu is not None:
+        rhs = (s_bus_pu.real + p_shift)[free] - b_ref @ theta[ref]
+        theta[free] = lu.solve(rhs)
     return theta

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from solvers.model import ElementInjection, PFModel
 from solvers.powerflow import _kernels as k
 
-__all__ = ["ElementValues", "build_results"]
+__all__ = ["ElementValues", "add_element_powers", "build_results"]
 
 SQRT3 = np.sqrt(3.0)
 
@@ -40,13 +40,18 @@ _ATTRS = {
 }
 
 
-def _grid_bus_sum(
-    e: ElementInjection, n_gb: int, p: NDArray[np.float64], q: NDArray[np.float64], only_active: bool
-) -> NDArray[np.complex128]:
-    """Sum ``sign * scaling * (p + jq)`` of elements per Grid bus; (T, n_gb) complex, generator convention."""
-    use = e.active if only_active else np.ones(len(e.ids), dtype=bool)
-    inc = sp.csr_matrix((e.sign * e.scaling[use], (e.grid_bus_pos[use], np.flatnonzero(use))), shape=(n_gb, len(e.ids)))
-    return (inc @ p.T).T + 1j * (inc @ q.T).T
+def add_element_powers(
+    e: ElementInjection,
+    target: NDArray[np.int64],
+    p: NDArray[np.float64],
+    q: NDArray[np.float64],
+    out: NDArray[np.complex128],
+) -> None:
+    """Add ``sign * scaling * (p + jq)`` (T, n_element) of active elements onto ``out[:, target]`` in place."""
+    tgt = np.where(e.active, target, -1).astype(np.int64)
+    p = np.ascontiguousarray(np.broadcast_to(p, (out.shape[0], len(e.ids))))
+    q = np.ascontiguousarray(np.broadcast_to(q, (out.shape[0], len(e.ids))))
+    k.scatter_add_batch(p, q, tgt, e.sign * e.scaling, out)
 
 
 def build_results(
@@ -75,79 +80,84 @@ def build_results(
     base = model.base_mva
     gbi = model.grid_bus_idx
     ok = gbi >= 0
-    v_gb = np.full((n_t, len(gbi)), np.nan + 0j)
-    v_gb[:, ok] = v[:, gbi[ok]]
-    bad = ~converged
-    v_gb[bad] = np.nan
-    # ---- bus powers (load convention, per Grid bus as pandapower reports them)
-    s_calc = np.empty_like(v)
-    yb = model.ybus
-    k.bus_injections_batch(v, yb.indptr, yb.indices, yb.data, s_calc)
+    conv = np.ascontiguousarray(converged, dtype=np.bool_)
+    bad = ~conv
     n_gb = len(gbi)
+    vm = np.empty((n_t, n_gb))
+    va = np.empty((n_t, n_gb))
+    k.bus_voltages_batch(v, conv, gbi, vm, va)
+    # ---- bus powers (load convention, per Grid bus as pandapower reports them)
     gen_conv = np.zeros((n_t, n_gb), dtype=np.complex128)
     for fam in ("load", "sgen", "storage", "gen"):
         e: ElementInjection = getattr(model, fam)
         if len(e.ids):
             p, q = values[fam]
-            gen_conv += _grid_bus_sum(e, n_gb, p, q, only_active=True)
-    s_shunt_gb = np.abs(v_gb) ** 2 * np.conj(model.grid_bus_y_shunt_pu) * base
-    cons = -gen_conv + np.nan_to_num(s_shunt_gb)
+            add_element_powers(e, e.grid_bus_pos, p, q, gen_conv)
+    y_sh = model.grid_bus_y_shunt_pu
+    cons = -gen_conv
+    if np.any(y_sh != 0):
+        cons += np.nan_to_num(vm**2) * np.conj(y_sh) * base
     # balancing P/Q (slack, generator Q) goes to the Grid bus that hosts the controlling element
     ctrl = model.ctrl_grid_bus_pos
-    has = ctrl >= 0
-    if has.any():
-        s_sh_c = np.abs(v) ** 2 * np.conj(model.y_shunt_pu) * base
-        group_cons = -s_calc * base + s_sh_c  # total consumption of each compiled bus, shunts included
-        known = np.zeros((n_t, model.n_bus), dtype=np.complex128)
+    has = np.flatnonzero(ctrl >= 0)
+    if len(has):
+        s_calc = np.empty((n_t, len(has)), dtype=np.complex128)
+        yb = model.ybus[has]
+        k.bus_injections_rows(v, has, yb.indptr, yb.indices, yb.data, s_calc)
+        group_cons = -s_calc * base + np.abs(v[:, has]) ** 2 * np.conj(model.y_shunt_pu[has]) * base
         cols = np.flatnonzero(ok)
-        inc = sp.csr_matrix((np.ones(len(cols)), (gbi[ok], cols)), shape=(model.n_bus, n_gb))
+        inc = sp.csr_matrix((np.ones(len(cols)), (gbi[ok], cols)), shape=(model.n_bus, n_gb))[has]
         known = (inc @ cons.T.real).T + 1j * (inc @ cons.T.imag).T
-        cons[:, ctrl[has]] += (group_cons - known)[:, has]
+        cons[:, ctrl[has]] += group_cons - known
     cons[:, ~ok] = np.nan
     cons[bad] = np.nan
     # ---- branches
-    act = model.branch_active
-    nbr = len(act)
-    fi, ti = model.f_idx[act], model.t_idx[act]
-    na = int(act.sum())
-    s_f = np.zeros((n_t, na), dtype=np.complex128)
-    s_t = np.zeros_like(s_f)
-    i_f = np.zeros((n_t, na))
-    i_t = np.zeros((n_t, na))
-    k.branch_flows_batch(v, fi, ti, model.yff[act], model.yft[act], model.ytf[act], model.ytt[act], s_f, s_t, i_f, i_t)
-
-    def full(a: NDArray, fill: float = 0.0) -> NDArray:
-        out = np.full((n_t, nbr), fill, dtype=a.dtype)
-        out[:, act] = a
-        out[bad] = np.nan
-        return out
-
-    s_f *= base
-    s_t *= base
-    i_from = full(i_f * base / (SQRT3 * model.vn_from_kv[act]))
-    i_to = full(i_t * base / (SQRT3 * model.vn_to_kv[act]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        loading = 100 * np.maximum(i_from / model.rate_from_ka, i_to / model.rate_to_ka)
-    i_ka = np.where(model.i_side == 0, np.maximum(i_from, i_to), np.where(model.i_side == 1, i_from, i_to))
-    p_f, q_f, p_t, q_t = full(s_f.real), full(s_f.imag), full(s_t.real), full(s_t.imag)
+    nbr = len(model.branch_active)
+    out = {name: np.empty((n_t, nbr)) for name in ("p_f", "q_f", "p_t", "q_t", "i_f", "i_t", "i_ka", "loading")}
+    k.branch_results_batch(
+        v,
+        conv,
+        model.f_idx,
+        model.t_idx,
+        model.yff,
+        model.yft,
+        model.ytf,
+        model.ytt,
+        base,
+        model.vn_from_kv,
+        model.vn_to_kv,
+        model.rate_from_ka,
+        model.rate_to_ka,
+        model.i_side,
+        out["p_f"],
+        out["q_f"],
+        out["p_t"],
+        out["q_t"],
+        out["i_f"],
+        out["i_t"],
+        out["i_ka"],
+        out["loading"],
+    )
+    pl = out["p_f"] + out["p_t"]
+    ql = out["q_f"] + out["q_t"]
     data = {
-        "vm_pu": (("time", "bus"), np.abs(v_gb)),
-        "va_deg": (("time", "bus"), np.rad2deg(np.angle(v_gb))),
+        "vm_pu": (("time", "bus"), vm),
+        "va_deg": (("time", "bus"), va),
         "p_mw": (("time", "bus"), cons.real),
         "q_mvar": (("time", "bus"), cons.imag),
-        "p_from_mw": (("time", "branch"), p_f),
-        "q_from_mvar": (("time", "branch"), q_f),
-        "p_to_mw": (("time", "branch"), p_t),
-        "q_to_mvar": (("time", "branch"), q_t),
-        "pl_mw": (("time", "branch"), p_f + p_t),
-        "ql_mvar": (("time", "branch"), q_f + q_t),
-        "i_from_ka": (("time", "branch"), i_from),
-        "i_to_ka": (("time", "branch"), i_to),
-        "i_ka": (("time", "branch"), i_ka),
-        "loading_pct": (("time", "branch"), loading),
-        "p_loss_mw": (("time",), (p_f + p_t).sum(axis=1)),
-        "q_loss_mvar": (("time",), (q_f + q_t).sum(axis=1)),
-        "converged": (("time",), converged.astype(bool)),
+        "p_from_mw": (("time", "branch"), out["p_f"]),
+        "q_from_mvar": (("time", "branch"), out["q_f"]),
+        "p_to_mw": (("time", "branch"), out["p_t"]),
+        "q_to_mvar": (("time", "branch"), out["q_t"]),
+        "pl_mw": (("time", "branch"), pl),
+        "ql_mvar": (("time", "branch"), ql),
+        "i_from_ka": (("time", "branch"), out["i_f"]),
+        "i_to_ka": (("time", "branch"), out["i_t"]),
+        "i_ka": (("time", "branch"), out["i_ka"]),
+        "loading_pct": (("time", "branch"), out["loading"]),
+        "p_loss_mw": (("time",), pl.sum(axis=1)),
+        "q_loss_mvar": (("time",), ql.sum(axis=1)),
+        "converged": (("time",), conv),
         "iterations": (("time",), iterations.astype(np.int64)),
     }
     coords = {"bus": model.grid_bus_ids, "branch": model.branch_ids, "branch_kind": ("branch", model.branch_kind)}
