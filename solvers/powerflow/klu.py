@@ -13,9 +13,8 @@ back to SciPy's SuperLU.
 
 from __future__ import annotations
 
-import glob
-import os
 import weakref
+from pathlib import Path
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -31,11 +30,11 @@ __all__ = ["KLUSolver", "newton_klu"]
 def _find_klu() -> str:
     import kvxopt
 
-    libdir = os.path.join(os.path.dirname(os.path.dirname(kvxopt.__file__)), "kvxopt.libs")
-    found = sorted(glob.glob(os.path.join(libdir, "libklu*.so*")))
+    libdir = Path(kvxopt.__file__).parent.parent / "kvxopt.libs"
+    found = sorted(libdir.glob("libklu*.so*"))
     if not found:
         raise ImportError(f"no libklu in {libdir}; reinstall kvxopt or use linear_solver='superlu'")
-    return found[0]
+    return str(found[0])
 
 
 llvm.load_library_permanently(_find_klu())

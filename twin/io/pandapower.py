@@ -112,6 +112,12 @@ def from_pandapower(net: pandapowerNet, name: str | None = None) -> Grid:
         df = src.copy()
         df.index = _element_ids(comp, src.index)
         for col in schema.bus_columns:
+            missing = src[col].isna().to_numpy()
+            if missing.any():
+                raise ValueError(
+                    f"pandapower {comp} rows {src.index[missing][:5].tolist()} have no {col!r}; every {comp} "
+                    "must reference a bus index"
+                )
             df[col] = src[col].astype(np.int64).astype(str).to_numpy()
         if comp == "bus" and "geo" in src:
             df["x"], df["y"] = _bus_xy(src["geo"])

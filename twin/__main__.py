@@ -1,0 +1,5 @@
+"""Run the ``gridtwin`` command as ``python -m twin``."""
+
+from twin.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,616 @@
+"""The ``gridtwin`` command: parse arguments, show progress, print summaries.
+
+Subcommands: ``pf`` (one AC power flow), ``pf-ts`` (a SimBench time series), ``bench`` (the
+benchmark suite of ``benchmarks/run.py``) and ``cases`` (the built-in grid names). The numerics
+live in :mod:`solvers`; this module only loads inputs, calls them, summarises and writes results.
+Errors that a user can fix (unknown case, bad file, no convergence) print one red line with a
+hint and give exit status 2; ``--traceback`` shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+import twin
+from twin.io.load import builtin_case_names
+from twin.io.simbench import is_simbench_code
+from twin.results_io import WRITABLE_SUFFIXES, write_results
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from twin.grid import Grid
+
+__all__ = ["CommandError", "main"]
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # user errors: unknown case, bad file, no convergence, bad arguments (argparse uses 2 too)
+
+_GRID_FILE_SUFFIXES = (".m", ".mat", ".json", ".p")
+_HELP_WIDTH = 88
+
+_CASES_HELP = (
+    "CASE is a pandapower built-in case ('case9', 'case118', 'case1354pegase', 'cigre_mv'; "
+    "see 'gridtwin cases'), a SimBench code ('1-MV-urban--0-sw') or a file: MATPOWER .m/.mat, "
+    "pandapower .json/.p."
+)
+_OUT_HELP = (
+    "write the results to FILE; the suffix picks the format: .zarr (Zarr v3 store, written atomically), "
+    ".nc (netCDF), .csv (FILE_bus.csv, FILE_branch.csv, FILE_summary.csv) or .json "
+    "({'bus': {var: {id: value}}, 'branch': ..., 'summary': ...}, NaN as null)"
+)
+
+
+class CommandError(Exception):
+    """A failure the user can fix; printed as one line with a hint, exit status 2.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong.
+    hint : str
+        What to try instead.
+    """
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``gridtwin`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` when omitted.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success (also for ``--help``), 2 on user errors.
+    """
+    parser = _build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "bench":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exit_:
+        return _exit_code(exit_)
+    args.extra = extra
+    out, err = Console(), Console(stderr=True)
+    try:
+        return args.handler(args, out, err)
+    except (CommandError, ValueError, KeyError, OSError) as error:
+        if args.traceback:
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        hint = getattr(error, "hint", "")
+        line = Text(f"error: {message}", style="bold red")
+        if hint:
+            line.append(f" Hint: {hint}", style="red")
+        err.print(line, soft_wrap=True)
+        return EXIT_USAGE
+
+
+# -- parser ----------------------------------------------------------------------------------
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gridtwin",
+        description="gridtwin: grid digital twin and fast AC power flow.",
+        epilog=(
+            "examples:\n"
+            "  gridtwin pf case118\n"
+            "  gridtwin pf case1354pegase --out results.zarr\n"
+            "  gridtwin pf grid.m --json > summary.json\n"
+            "  gridtwin pf-ts 1-MV-urban--0-sw --steps 96 --out day.nc\n"
+            "  gridtwin cases\n"
+            "  gridtwin bench --help\n"
+            "\nRun 'gridtwin COMMAND --help' for the options of a command. Exit status: 0 ok, 2 error."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback on errors instead of one line"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_pf_parser(sub)
+    _add_pf_ts_parser(sub)
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmark suite (arguments go to benchmarks/run.py; see 'gridtwin bench --help')",
+        add_help=False,
+    )
+    bench.set_defaults(handler=_run_bench_command)
+    cases = sub.add_parser(
+        "cases",
+        help="list the built-in case names",
+        description="List the pandapower built-in cases that CASE accepts, and how SimBench codes look.",
+    )
+    cases.add_argument("--plain", action="store_true", help="one name per line, nothing else (for scripts)")
+    cases.set_defaults(handler=_list_cases_command)
+    return parser
+
+
+def _add_solver_options(parser: argparse.ArgumentParser, case_help: str) -> None:
+    """Add the options ``pf`` and ``pf-ts`` share."""
+    parser.add_argument("case", metavar="CASE", help=case_help)
+    parser.add_argument("--out", metavar="FILE", type=Path, help=_OUT_HELP)
+    parser.add_argument(
+        "--tol-mva",
+        type=float,
+        default=1e-8,
+        metavar="MVA",
+        help="tolerance on the largest bus power mismatch, MVA (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--max-iter", type=int, default=30, metavar="N", help="maximum Newton iterations (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--top", type=int, default=10, metavar="N", help="how many most loaded branches to list (default: %(default)s)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout (for scripts)")
+
+
+def _add_pf_parser(sub: argparse._SubParsersAction) -> None:
+    pf = sub.add_parser(
+        "pf",
+        help="run one AC power flow and summarise it",
+        description=_fill(
+            "Load a grid, run an AC power flow (Newton-Raphson) and print a summary: grid size, iterations, "
+            "compile and solve time, min/max voltage (pu) with bus ids, losses (MW, Mvar) and the most loaded "
+            "branches (loading in % of the thermal rating, current in kA, active power at the from end in MW).",
+            _CASES_HELP,
+        ),
+        epilog=(
+            "examples:\n"
+            "  gridtwin pf case9\n"
+            "  gridtwin pf case1354pegase --out results.zarr\n"
+            "  gridtwin pf cigre_mv --tol-mva 1e-6 --out res.csv   # res_bus.csv, res_branch.csv, res_summary.csv\n"
+            "  gridtwin pf case118 --slack 68 --json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_solver_options(pf, "grid: built-in case name, SimBench code, or a .m/.mat/.json/.p file")
+    pf.add_argument("--slack", metavar="ID", help="bus, gen or ext_grid id to use as the reference (slack) bus")
+    pf.set_defaults(handler=_run_pf_command)
+
+
+def _add_pf_ts_parser(sub: argparse._SubParsersAction) -> None:
+    ts = sub.add_parser(
+        "pf-ts",
+        help="run AC power flows over a SimBench load/generation time series",
+        description=_fill(
+            "Run AC power flows for the first N 15-minute steps of a SimBench grid's yearly profiles "
+            "(loads and static generators, from 2016-01-01 00:00) with one compiled model, and print steps, "
+            "solve time, steps per second, non-converged steps, the lowest voltage (pu, bus, time) and the "
+            "branches with the highest loading (% of rating) over the period.",
+            "CASE must be a SimBench code such as '1-MV-urban--0-sw'. Steps that do not converge are counted "
+            "and NaN in the results; the exit status stays 0.",
+        ),
+        epilog=(
+            "examples:\n"
+            "  gridtwin pf-ts 1-LV-rural1--0-sw --steps 96\n"
+            "  gridtwin pf-ts 1-MV-urban--0-sw --steps 35136 --out year.zarr"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_solver_options(ts, "SimBench code, e.g. 1-MV-urban--0-sw")
+    ts.add_argument(
+        "--steps", type=int, required=True, metavar="N", help="number of 15-minute steps from the start of the year"
+    )
+    ts.add_argument(
+        "--method",
+        choices=("auto", "chord", "nr"),
+        default="auto",
+        help="'nr': full Newton per step; 'chord': steps of a chunk share one factorised Jacobian (default: auto)",
+    )
+    ts.set_defaults(handler=_run_pf_ts_command)
+
+
+def _fill(*paragraphs: str) -> str:
+    """Wrap help paragraphs (the raw formatter keeps the examples in epilogs as written)."""
+    return "\n\n".join(textwrap.fill(p, width=_HELP_WIDTH) for p in paragraphs)
+
+
+def _exit_code(exit_: SystemExit) -> int:
+    code = exit_.code
+    if code is None:
+        return EXIT_OK
+    return code if isinstance(code, int) else EXIT_USAGE
+
+
+def _package_version() -> str:
+    try:
+        return version("gridtwin")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# -- handlers --------------------------------------------------------------------------------
+def _run_pf_command(args: argparse.Namespace, out: Console, err: Console) -> int:
+    import solvers
+
+    _check_out_suffix(args.out)
+    grid = _load_grid(args.case, err)
+    with err.status(f"Solving {grid.name} ({grid.n_bus} buses) ..."), _collect_warnings() as caught:
+        try:
+            ds = solvers.run_pf(grid, tol_mva=args.tol_mva, max_iter=args.max_iter, slack=args.slack)
+        except solvers.PowerFlowNotConverged as error:
+            raise CommandError(str(error), "try --max-iter 50, a looser --tol-mva, or another --slack bus") from error
+    summary = _summarize_pf(grid, ds, args.top)
+    summary["warnings"] = caught
+    summary["written"] = _write(ds, args.out, err)
+    if args.json:
+        _print_json(summary)
+    else:
+        _print_pf_summary(out, summary)
+    return EXIT_OK
+
+
+def _run_pf_ts_command(args: argparse.Namespace, out: Console, err: Console) -> int:
+    import solvers
+
+    if not is_simbench_code(args.case):
+        raise CommandError(
+            f"{args.case!r} is not a SimBench code; pf-ts reads the yearly profiles that come with SimBench grids",
+            "use a code like '1-MV-urban--0-sw' or '1-LV-rural1--0-sw'",
+        )
+    if args.steps < 1:
+        raise CommandError(f"--steps must be at least 1, got {args.steps}", "use e.g. --steps 96 for one day")
+    _check_out_suffix(args.out)
+    grid = _load_grid(args.case, err)
+    with err.status(f"Reading {args.steps} steps of SimBench profiles ..."):
+        profiles = twin.read_simbench_profiles(args.case, steps=args.steps)
+    t0 = time.perf_counter()
+    with err.status("Compiling the grid ..."):
+        model = solvers.compile_grid(grid)
+    t1 = time.perf_counter()
+    inputs = {name: profiles[name] for name in ("sgen_p_mw", "storage_p_mw") if name in profiles}
+    with _collect_warnings() as caught:
+        ds = solvers.run_pf_timeseries(
+            model,
+            profiles["load_p_mw"],
+            profiles["load_q_mvar"],
+            **inputs,
+            method=args.method,
+            tol_mva=args.tol_mva,
+            max_iter=args.max_iter,
+            progress=not args.json,
+        )
+    t2 = time.perf_counter()
+    summary = _summarize_pf_ts(grid, ds, args.top, compile_s=t1 - t0, solve_s=t2 - t1)
+    summary["warnings"] = caught
+    summary["written"] = _write(ds, args.out, err)
+    if args.json:
+        _print_json(summary)
+    else:
+        _print_pf_ts_summary(out, summary)
+    return EXIT_OK
+
+
+def _run_bench_command(args: argparse.Namespace, out: Console, err: Console) -> int:
+    try:
+        from benchmarks.run import main as run_benchmarks
+    except ModuleNotFoundError as error:
+        hint = (
+            "run from a gridtwin source checkout, where benchmarks/run.py exists"
+            if error.name in (None, "benchmarks", "benchmarks.run")
+            else f"install {error.name!r} (peer tools come with: pip install 'gridtwin[peers]')"
+        )
+        raise CommandError(f"the benchmark suite is not available ({error})", hint) from error
+    try:
+        return int(run_benchmarks(list(args.extra)))
+    except SystemExit as exit_:
+        return _exit_code(exit_)
+
+
+def _list_cases_command(args: argparse.Namespace, out: Console, err: Console) -> int:
+    names = builtin_case_names()
+    if args.plain:
+        sys.stdout.write("".join(f"{name}\n" for name in names))
+        return EXIT_OK
+    table = Table(title="Built-in cases (pandapower)", show_header=False, box=None)
+    columns = 4
+    rows = [names[i : i + columns] for i in range(0, len(names), columns)]
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    out.print(
+        Text(
+            "\nSimBench codes are accepted too, e.g. 1-LV-rural1--0-sw, 1-MV-urban--0-sw, 1-HV-mixed--0-sw, "
+            "1-EHV-mixed--0-sw (all codes: simbench.collect_all_simbench_codes()); 'gridtwin pf-ts' needs one. "
+            "Files: MATPOWER .m/.mat, pandapower .json/.p."
+        )
+    )
+    return EXIT_OK
+
+
+# -- steps shared by the handlers ------------------------------------------------------------
+def _load_grid(case: str, err: Console) -> Grid:
+    path = Path(case)
+    looks_like_file = path.suffix.lower() in _GRID_FILE_SUFFIXES or len(path.parts) > 1
+    if looks_like_file and not path.exists():
+        raise CommandError(f"{case}: no such file", "check the path, or give a built-in case name")
+    with err.status(f"Loading {case} ..."):
+        try:
+            return twin.load(case)
+        except (ValueError, OSError) as error:
+            hint = (
+                "check that the file is a MATPOWER (.m/.mat) or pandapower (.json/.p) grid"
+                if path.exists()
+                else "run 'gridtwin cases' for the built-in names, or give a path to a .m/.json file"
+            )
+            raise CommandError(str(error), hint) from error
+
+
+@contextmanager
+def _collect_warnings() -> Iterator[list[str]]:
+    """Collect warning messages raised inside the block (deduplicated) instead of printing them."""
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield messages
+    for item in caught:
+        text = f"{item.category.__name__}: {item.message}"
+        if text not in messages:
+            messages.append(text)
+
+
+def _check_out_suffix(path: Path | None) -> None:
+    """Fail before solving when ``--out`` names a format :func:`write_results` cannot write."""
+    if path is not None and path.suffix.lower() not in WRITABLE_SUFFIXES:
+        raise CommandError(
+            f"--out {path}: unknown result format {path.suffix or '(no suffix)'!r}",
+            f"end the file name with one of {', '.join(WRITABLE_SUFFIXES)}",
+        )
+
+
+def _write(ds: xr.Dataset, path: Path | None, err: Console) -> list[str]:
+    if path is None:
+        return []
+    with err.status(f"Writing {path} ..."):
+        return [str(p) for p in write_results(ds, path)]
+
+
+def _print_json(summary: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(summary, indent=1, allow_nan=False) + "\n")
+
+
+# -- summaries -------------------------------------------------------------------------------
+def _summarize_grid(grid: Grid) -> dict[str, Any]:
+    return {"grid": grid.name, "size": {str(c): int(n) for c, n in grid.summary().items()}}
+
+
+def _summarize_pf(grid: Grid, ds: xr.Dataset, top: int) -> dict[str, Any]:
+    """Return the JSON-ready summary of one power flow."""
+    vm_min, at_min = _locate_extreme(ds["vm_pu"], np.nanargmin)
+    vm_max, at_max = _locate_extreme(ds["vm_pu"], np.nanargmax)
+    return {
+        **_summarize_grid(grid),
+        "converged": bool(ds["converged"]),
+        "iterations": int(ds["iterations"]),
+        "compile_time_s": _to_float(ds.attrs.get("compile_time_s")),
+        "solve_time_s": _to_float(ds.attrs.get("solve_time_s")),
+        "vm_min_pu": vm_min,
+        "vm_min_bus": at_min.get("bus"),
+        "vm_max_pu": vm_max,
+        "vm_max_bus": at_max.get("bus"),
+        "de_energised_buses": int(np.isnan(ds["vm_pu"].values).sum()),
+        "p_loss_mw": _to_float(ds["p_loss_mw"]),
+        "q_loss_mvar": _to_float(ds["q_loss_mvar"]),
+        "top_loaded": _find_top_loaded(ds, top),
+    }
+
+
+def _summarize_pf_ts(grid: Grid, ds: xr.Dataset, top: int, compile_s: float, solve_s: float) -> dict[str, Any]:
+    """Return the JSON-ready summary of a time series of power flows."""
+    steps = int(ds.sizes["time"])
+    converged = ds["converged"].values.astype(bool)
+    times = ds["time"].values
+    vm_min, at_min = _locate_extreme(ds["vm_pu"], np.nanargmin)
+    vm_max, at_max = _locate_extreme(ds["vm_pu"], np.nanargmax)
+    return {
+        **_summarize_grid(grid),
+        "steps": steps,
+        "start": _to_label(times[0]),
+        "end": _to_label(times[-1]),
+        "compile_time_s": compile_s,
+        "solve_time_s": solve_s,
+        "steps_per_s": steps / solve_s if solve_s > 0 else None,
+        "not_converged": int((~converged).sum()),
+        "not_converged_times": [_to_label(t) for t in times[~converged][:10]],
+        "iterations_max": int(ds["iterations"].max()),
+        "vm_min_pu": vm_min,
+        "vm_min_bus": at_min.get("bus"),
+        "vm_min_time": at_min.get("time"),
+        "vm_max_pu": vm_max,
+        "vm_max_bus": at_max.get("bus"),
+        "vm_max_time": at_max.get("time"),
+        "p_loss_mw_mean": _to_float(ds["p_loss_mw"].mean()),
+        "top_loaded": _find_top_loaded(ds, top),
+    }
+
+
+def _locate_extreme(da: xr.DataArray, arg: Callable[[np.ndarray], Any]) -> tuple[float | None, dict[str, str]]:
+    """Return the extreme value of ``da`` (ignoring NaN) and the coordinate labels where it sits."""
+    values = da.values
+    if values.size == 0 or np.isnan(values).all():
+        return None, {}
+    pos = np.unravel_index(int(arg(values)), values.shape)
+    where = {str(dim): _to_label(da[dim].values[p]) for dim, p in zip(da.dims, pos, strict=True)}
+    return float(values[pos]), where
+
+
+def _find_top_loaded(ds: xr.Dataset, top: int) -> list[dict[str, Any]]:
+    """Return the ``top`` branches by loading (their peak over time for a series), finite values only."""
+    has_time = "time" in ds["loading_pct"].dims
+    dims = ("time", "branch") if has_time else ("branch",)
+    loading = np.atleast_2d(ds["loading_pct"].transpose(*dims).values)
+    score = np.where(np.isfinite(loading), loading, -np.inf)
+    t_pos = score.argmax(axis=0)
+    cols = np.arange(loading.shape[1])
+    peak = score[t_pos, cols]
+    order = [int(b) for b in np.argsort(-peak, kind="stable")[:top] if np.isfinite(peak[b])]
+
+    def read(name: str, b: int) -> float | None:
+        return _to_float(np.atleast_2d(ds[name].transpose(*dims).values)[t_pos[b], b])
+
+    rows = []
+    for b in order:
+        row = {
+            "branch": str(ds["branch"].values[b]),
+            "kind": str(ds["branch_kind"].values[b]) if "branch_kind" in ds.coords else "",
+            "loading_pct": float(peak[b]),
+            "i_ka": read("i_ka", b),
+            "p_from_mw": read("p_from_mw", b),
+        }
+        if has_time:
+            row["time"] = _to_label(ds["time"].values[t_pos[b]])
+        rows.append(row)
+    return rows
+
+
+def _to_float(value: Any) -> float | None:
+    """Return ``value`` as a float, ``None`` when missing or not finite (JSON has no NaN)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if np.isfinite(number) else None
+
+
+def _to_label(value: Any) -> str:
+    """Return a coordinate label as text (ISO 8601 for times)."""
+    if isinstance(value, np.datetime64):
+        return str(np.datetime_as_string(value, unit="s"))
+    return str(value)
+
+
+# -- rendering -------------------------------------------------------------------------------
+def _print_pf_summary(out: Console, summary: dict[str, Any]) -> None:
+    table = _new_key_value_table(f"AC power flow: {summary['grid']}")
+    _add_size_rows(table, summary["size"])
+    table.add_row("converged", "yes" if summary["converged"] else "no")
+    table.add_row("iterations", str(summary["iterations"]))
+    table.add_row("compile time", _format_seconds(summary["compile_time_s"]))
+    table.add_row("solve time", _format_seconds(summary["solve_time_s"]))
+    table.add_row("min voltage", _format_at(summary["vm_min_pu"], "pu", bus=summary["vm_min_bus"]))
+    table.add_row("max voltage", _format_at(summary["vm_max_pu"], "pu", bus=summary["vm_max_bus"]))
+    if summary["de_energised_buses"]:
+        table.add_row("de-energised buses", str(summary["de_energised_buses"]))
+    table.add_row("losses", f"{_format_number(summary['p_loss_mw'])} MW, {_format_number(summary['q_loss_mvar'])} Mvar")
+    out.print(table)
+    _print_top_loaded(out, summary["top_loaded"], over_time=False)
+    _print_footer(out, summary)
+
+
+def _print_pf_ts_summary(out: Console, summary: dict[str, Any]) -> None:
+    table = _new_key_value_table(f"AC power flow time series: {summary['grid']}")
+    _add_size_rows(table, summary["size"])
+    table.add_row("steps", f"{summary['steps']} ({summary['start']} .. {summary['end']})")
+    table.add_row("compile time", _format_seconds(summary["compile_time_s"]))
+    table.add_row("solve time", _format_seconds(summary["solve_time_s"]))
+    table.add_row("steps per second", _format_number(summary["steps_per_s"]))
+    not_converged = str(summary["not_converged"])
+    if summary["not_converged"]:
+        not_converged += f" (first: {', '.join(summary['not_converged_times'][:3])})"
+    table.add_row("non-converged steps", not_converged)
+    table.add_row("max iterations", str(summary["iterations_max"]))
+    table.add_row(
+        "min voltage", _format_at(summary["vm_min_pu"], "pu", bus=summary["vm_min_bus"], time=summary["vm_min_time"])
+    )
+    table.add_row(
+        "max voltage", _format_at(summary["vm_max_pu"], "pu", bus=summary["vm_max_bus"], time=summary["vm_max_time"])
+    )
+    table.add_row("mean losses", f"{_format_number(summary['p_loss_mw_mean'])} MW")
+    out.print(table)
+    _print_top_loaded(out, summary["top_loaded"], over_time=True)
+    _print_footer(out, summary)
+
+
+def _new_key_value_table(title: str) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    return table
+
+
+def _add_size_rows(table: Table, size: dict[str, int]) -> None:
+    """Add buses, lines, trafos, loads, gens always, other components when present."""
+    always = ("bus", "line", "trafo", "load", "gen")
+    for component, count in size.items():
+        if component in always or count:
+            table.add_row(_PLURALS.get(component, f"{component}s"), str(count))
+
+
+_PLURALS = {
+    "bus": "buses",
+    "ext_grid": "external grids",
+    "trafo3w": "3-winding trafos",
+    "switch": "switches",
+    "storage": "storage units",
+}
+
+
+def _print_top_loaded(out: Console, rows: list[dict[str, Any]], over_time: bool) -> None:
+    if not rows:
+        out.print("no branch has a finite loading (missing ratings?)")
+        return
+    title = f"{len(rows)} most loaded branches" + (" (peak over time)" if over_time else "")
+    table = Table(title=title, title_justify="left")
+    table.add_column("branch")
+    table.add_column("kind")
+    table.add_column("loading %", justify="right")
+    table.add_column("i kA", justify="right")
+    table.add_column("p_from MW", justify="right")
+    if over_time:
+        table.add_column("at time")
+    for row in rows:
+        cells = [row["branch"], row["kind"], f"{row['loading_pct']:.2f}"]
+        cells += [_format_number(row["i_ka"]), _format_number(row["p_from_mw"])]
+        if over_time:
+            cells.append(row["time"])
+        table.add_row(*cells)
+    out.print(table)
+
+
+def _print_footer(out: Console, summary: dict[str, Any]) -> None:
+    for message in summary["warnings"]:
+        out.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
+    for path in summary["written"]:
+        out.print(Text(f"wrote {path}"), soft_wrap=True)
+
+
+def _format_at(value: float | None, unit: str, **where: str | None) -> str:
+    if value is None:
+        return "n/a (no energised bus)"
+    place = ", ".join(f"{key} {label}" for key, label in where.items() if label is not None)
+    return f"{value:.4f} {unit} at {place}"
+
+
+def _format_number(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+
+
+def _format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
