@@ -39,7 +39,7 @@ def from_matpower(path: str | Path, f_hz: float = 50.0) -> Grid:
     ValueError
         If the file cannot be parsed as a MATPOWER case; the message names the file.
     """
-    from pandapower.converter import from_mpc
+    from pandapower.converter.matpower.from_mpc import from_mpc
 
     path = Path(path)
     if not path.is_file():
