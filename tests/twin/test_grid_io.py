@@ -44,11 +44,11 @@ def test_matpower_file_import_matches_pandapower_case9() -> None:
 
 
 def test_matpower_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.m"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.m"):
         twin.from_matpower(tmp_path / "nope.m")
     bad = tmp_path / "bad.m"
     bad.write_text("function mpc = bad\nmpc.bus = [1 2 3;\n")
-    with pytest.raises(ValueError, match="bad.m"):
+    with pytest.raises(ValueError, match=r"bad\.m"):
         twin.from_matpower(bad)
 
 
@@ -64,9 +64,9 @@ def test_load_accepts_names_codes_and_files(tmp_path: Path) -> None:
     assert twin.load(path).n_bus == 30
     with pytest.raises(ValueError, match="not a file, a pandapower case or a SimBench code"):
         twin.load("case_does_not_exist")
+    p = tmp_path / "x.txt"
+    p.write_text("x")
     with pytest.raises(ValueError, match="unknown grid file type"):
-        p = tmp_path / "x.txt"
-        p.write_text("x")
         twin.load(p)
 
 
