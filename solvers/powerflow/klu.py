@@ -18,7 +18,7 @@ from pathlib import Path
 
 import llvmlite.binding as llvm
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 from numpy.typing import NDArray
 
 from solvers.powerflow import _kernels as k
@@ -177,3 +177,202 @@ class KLUSolver:
         b = np.array(rhs, dtype=np.float64, order="F", copy=True)
         _klu_solve(self.pattern.indptr, self.common, self.handles, b)
         return b
+
+
+@njit(cache=True)
+def _chord_block(
+    v,
+    s_bus,
+    lo,
+    hi,
+    y_indptr,
+    y_indices,
+    y_data,
+    theta_var,
+    vm_var,
+    j_indptr,
+    common,
+    sym,
+    num,
+    tol,
+    max_chord,
+    min_rate,
+    batch,
+    conv,
+    iters,
+):
+    """Chord iterations for steps lo..hi in sub-batches of ``batch`` steps with one factorised Jacobian."""
+    n_eq = j_indptr.size - 1
+    n = v.shape[1]
+    f = np.empty((batch, n_eq))
+    rows = np.empty(batch, dtype=np.int64)
+    prev = np.empty(batch)
+    active = np.empty(batch, dtype=np.bool_)
+    for start in range(lo, hi, batch):
+        stop = min(start + batch, hi)
+        m = stop - start
+        for c in range(m):
+            active[c] = True
+            prev[c] = np.inf
+        for _ in range(max_chord + 1):
+            # mismatch of the active steps, packed into the first rows of f
+            cnt = 0
+            for c in range(m):
+                if not active[c]:
+                    continue
+                t = start + c
+                w = 0.0
+                for i in range(n):
+                    acc = 0.0 + 0.0j
+                    for kk in range(y_indptr[i], y_indptr[i + 1]):
+                        acc += y_data[kk] * v[t, y_indices[kk]]
+                    s = v[t, i] * np.conj(acc) - s_bus[t, i]
+                    a = theta_var[i]
+                    if a >= 0:
+                        f[cnt, a] = s.real
+                        w = max(w, abs(s.real))
+                    b = vm_var[i]
+                    if b >= 0:
+                        f[cnt, b] = s.imag
+                        w = max(w, abs(s.imag))
+                if w <= tol:
+                    conv[t] = True
+                    active[c] = False
+                elif not (w <= min_rate * prev[c]) or not np.isfinite(w):
+                    active[c] = False  # stalled: left to full Newton
+                else:
+                    prev[c] = w
+                    rows[cnt] = c
+                    cnt += 1
+            if cnt == 0:
+                break
+            klu_solve(sym, num, np.int32(n_eq), np.int32(cnt), f.ctypes.data, common.ctypes.data)
+            for r in range(cnt):
+                t = start + rows[r]
+                iters[t] += 1
+                for i in range(n):
+                    a = theta_var[i]
+                    b = vm_var[i]
+                    if a < 0 and b < 0:
+                        continue
+                    x = v[t, i]
+                    if b >= 0:
+                        vm = abs(x)
+                        x = x * ((vm - f[r, b]) / vm)
+                    if a >= 0:
+                        x = x * k._rotation(f[r, a])
+                    v[t, i] = x
+
+
+@njit(cache=True, parallel=True)
+def chord_klu_parallel(
+    v,
+    s_bus,
+    y_indptr,
+    y_indices,
+    y_data,
+    theta_var,
+    vm_var,
+    j_indptr,
+    commons,
+    sym,
+    nums,
+    tol,
+    max_chord,
+    min_rate,
+    batch,
+    conv,
+    iters,
+):
+    """Split the steps into ``len(nums)`` contiguous blocks solved in parallel, one KLU numeric object each."""
+    n_threads = nums.shape[0]
+    n_t = v.shape[0]
+    for b in prange(n_threads):
+        lo = b * n_t // n_threads
+        hi = (b + 1) * n_t // n_threads
+        _chord_block(
+            v,
+            s_bus,
+            lo,
+            hi,
+            y_indptr,
+            y_indices,
+            y_data,
+            theta_var,
+            vm_var,
+            j_indptr,
+            commons[b],
+            sym,
+            nums[b],
+            tol,
+            max_chord,
+            min_rate,
+            batch,
+            conv,
+            iters,
+        )
+
+
+@njit(cache=True)
+def _klu_factor_copy(ap, ai, ax, common, sym):
+    klu_defaults(common.ctypes.data)
+    common.view(np.int32)[_SCALE_SLOT] = 0
+    return klu_factor(ap.ctypes.data, ai.ctypes.data, ax.ctypes.data, sym, common.ctypes.data)
+
+
+@njit(cache=True)
+def _klu_free_numerics(commons, nums):
+    for b in range(nums.shape[0]):
+        if nums[b] != 0:
+            klu_free_numeric(nums[b:].ctypes.data, commons[b].ctypes.data)
+            nums[b] = 0
+
+
+class KLUChord:
+    """Numeric factorisations of one Jacobian, one per thread, for the parallel chord solver."""
+
+    def __init__(self, solver: KLUSolver, data: NDArray[np.float64], n_threads: int) -> None:
+        p = solver.pattern
+        self.solver = solver  # keeps the shared symbolic analysis alive
+        self.commons = np.zeros((n_threads, 64))
+        self.nums = np.zeros(n_threads, dtype=np.uintp)
+        self._data = np.ascontiguousarray(data, dtype=np.float64)
+        for b in range(n_threads):
+            self.nums[b] = _klu_factor_copy(p.indptr, p.indices, self._data, self.commons[b], solver.handles[0])
+        self._finalizer = weakref.finalize(self, _klu_free_numerics, self.commons, self.nums)
+        if (self.nums == 0).any():
+            raise np.linalg.LinAlgError("KLU factorisation failed: the Jacobian is singular")
+
+    def run(
+        self,
+        v: NDArray[np.complex128],
+        s_bus: NDArray[np.complex128],
+        tol: float,
+        max_chord: int,
+        min_rate: float = 0.5,
+        batch: int = 64,
+    ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+        """Chord iterations on all steps of ``v`` (T, n), in place; returns converged and iterations per step."""
+        p = self.solver.pattern
+        conv = np.zeros(v.shape[0], dtype=np.bool_)
+        iters = np.zeros(v.shape[0], dtype=np.int64)
+        chord_klu_parallel(
+            v,
+            s_bus,
+            p.y_indptr,
+            p.y_indices,
+            p.y_data,
+            p.theta_var,
+            p.vm_var,
+            p.indptr,
+            self.commons,
+            self.solver.handles[0],
+            self.nums,
+            tol,
+            max_chord,
+            min_rate,
+            batch,
+            conv,
+            iters,
+        )
+        return conv, iters

@@ -120,6 +120,13 @@ class NewtonSolver:
         converges, or when its mismatch falls by less than ``min_rate`` per iteration (it is then
         handed to full Newton by the caller). Returns ``converged`` (T,) and ``iterations`` (T,).
         """
+        if getattr(self.lu, "name", "") == "klu":
+            import numba
+
+            from solvers.powerflow.klu import KLUChord
+
+            chord = KLUChord(self.lu, self.j_data, numba.get_num_threads())
+            return chord.run(v, s_bus_pu, tol_pu, max_chord, min_rate)
         p = self.pattern
         n_t = v.shape[0]
         f = np.zeros((n_t, p.n_eq))  # row t = mismatch of step t
