@@ -119,18 +119,28 @@ def newton_klu(
     f,
     tol,
     max_iter,
+    reuse_below,
 ):
-    """Newton-Raphson in one compiled loop; ``v`` updated in place. Returns (iterations, worst mismatch, ok)."""
+    """Newton-Raphson in one compiled loop; ``v`` updated in place. Returns (iterations, worst mismatch, ok).
+
+    Once the mismatch is below ``reuse_below`` (pu) the last factorised Jacobian is kept for the
+    remaining steps (a chord step costs a solve instead of a refactorisation, and near the
+    solution the Jacobian barely changes); the tolerance test is unchanged.
+    """
     it = 0
+    factored = False
     worst = k.mismatch(v, s_bus, y_indptr, y_indices, y_data, theta_var, vm_var, f)
     while worst > tol and it < max_iter and np.isfinite(worst):
-        k.fill_jacobian(v, y_indptr, y_indices, y_data, pos_pt, pos_pv, pos_qt, pos_qv, j_data)
-        if not _klu_factor(j_indptr, j_indices, j_data, common, h):
-            return it, worst, False
+        if not (factored and worst < reuse_below):
+            k.fill_jacobian(v, y_indptr, y_indices, y_data, pos_pt, pos_pv, pos_qt, pos_qv, j_data)
+            if not _klu_factor(j_indptr, j_indices, j_data, common, h):
+                return it, worst, False
+            factored = True
         dx = f.copy()
         _klu_solve(j_indptr, common, h, dx)
         if not np.all(np.isfinite(dx)):
             # pivots kept from an earlier point went bad: factorise afresh and solve again
+            k.fill_jacobian(v, y_indptr, y_indices, y_data, pos_pt, pos_pv, pos_qt, pos_qv, j_data)
             if not _klu_full_factor(j_indptr, j_indices, j_data, common, h):
                 return it, worst, False
             dx[:] = f

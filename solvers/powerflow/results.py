@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 from numpy.typing import NDArray
@@ -54,6 +55,37 @@ def add_element_powers(
     k.scatter_add_batch(p, q, tgt, e.sign * e.scaling, out)
 
 
+_BUS_VARS = frozenset({"vm_pu", "va_deg", "p_mw", "q_mvar"})
+
+
+def _balance_matrices(model: PFModel, has: NDArray[np.int64]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Ybus rows of buses with a balancing element, and their Grid-bus incidence (cached on the model)."""
+    cached = model.cache.get("balance_matrices")
+    if cached is None:
+        gbi = model.grid_bus_idx
+        ok = gbi >= 0
+        cols = np.flatnonzero(ok)
+        inc = sp.csr_matrix((np.ones(len(cols)), (gbi[ok], cols)), shape=(model.n_bus, len(gbi)))[has]
+        cached = (model.ybus[has], inc)
+        model.cache["balance_matrices"] = cached
+    return cached
+
+
+def _coords(model: PFModel) -> xr.Coordinates:
+    """The ``bus``/``branch`` coordinates with their indexes, built once per model."""
+    cached = model.cache.get("coords")
+    if cached is None:
+        cached = xr.Coordinates(
+            {
+                "bus": pd.Index(model.grid_bus_ids, name="bus"),
+                "branch": pd.Index(model.branch_ids, name="branch"),
+                "branch_kind": ("branch", model.branch_kind),
+            }
+        )
+        model.cache["coords"] = cached
+    return cached
+
+
 def build_results(
     model: PFModel,
     v: NDArray[np.complex128],
@@ -102,11 +134,9 @@ def build_results(
     has = np.flatnonzero(ctrl >= 0)
     if len(has):
         s_calc = np.empty((n_t, len(has)), dtype=np.complex128)
-        yb = model.ybus[has]
+        yb, inc = _balance_matrices(model, has)
         k.bus_injections_rows(v, has, yb.indptr, yb.indices, yb.data, s_calc)
         group_cons = -s_calc * base + np.abs(v[:, has]) ** 2 * np.conj(model.y_shunt_pu[has]) * base
-        cols = np.flatnonzero(ok)
-        inc = sp.csr_matrix((np.ones(len(cols)), (gbi[ok], cols)), shape=(model.n_bus, n_gb))[has]
         known = (inc @ cons.T.real).T + 1j * (inc @ cons.T.imag).T
         cons[:, ctrl[has]] += group_cons - known
     cons[:, ~ok] = np.nan
@@ -140,30 +170,36 @@ def build_results(
     )
     pl = out["p_f"] + out["p_t"]
     ql = out["q_f"] + out["q_t"]
-    data = {
-        "vm_pu": (("time", "bus"), vm),
-        "va_deg": (("time", "bus"), va),
-        "p_mw": (("time", "bus"), cons.real),
-        "q_mvar": (("time", "bus"), cons.imag),
-        "p_from_mw": (("time", "branch"), out["p_f"]),
-        "q_from_mvar": (("time", "branch"), out["q_f"]),
-        "p_to_mw": (("time", "branch"), out["p_t"]),
-        "q_to_mvar": (("time", "branch"), out["q_t"]),
-        "pl_mw": (("time", "branch"), pl),
-        "ql_mvar": (("time", "branch"), ql),
-        "i_from_ka": (("time", "branch"), out["i_f"]),
-        "i_to_ka": (("time", "branch"), out["i_t"]),
-        "i_ka": (("time", "branch"), out["i_ka"]),
-        "loading_pct": (("time", "branch"), out["loading"]),
-        "p_loss_mw": (("time",), pl.sum(axis=1)),
-        "q_loss_mvar": (("time",), ql.sum(axis=1)),
-        "converged": (("time",), conv),
-        "iterations": (("time",), iterations.astype(np.int64)),
+    columns = {
+        "vm_pu": vm,
+        "va_deg": va,
+        "p_mw": cons.real,
+        "q_mvar": cons.imag,
+        "p_from_mw": out["p_f"],
+        "q_from_mvar": out["q_f"],
+        "p_to_mw": out["p_t"],
+        "q_to_mvar": out["q_t"],
+        "pl_mw": pl,
+        "ql_mvar": ql,
+        "i_from_ka": out["i_f"],
+        "i_to_ka": out["i_t"],
+        "i_ka": out["i_ka"],
+        "loading_pct": out["loading"],
+        "p_loss_mw": pl.sum(axis=1),
+        "q_loss_mvar": ql.sum(axis=1),
+        "converged": conv,
+        "iterations": iterations.astype(np.int64),
     }
-    coords = {"bus": model.grid_bus_ids, "branch": model.branch_ids, "branch_kind": ("branch", model.branch_kind)}
-    ds = xr.Dataset(data, coords=coords)
-    for name, attrs in _ATTRS.items():
-        ds[name].attrs.update(attrs)
-    ds = ds.isel(time=0) if time is None else ds.assign_coords(time=time)
-    ds.attrs.update({"grid": model.name, "base_mva": base})
+    single = time is None
+    data = {}
+    for name, arr in columns.items():
+        dims = (
+            ("time",) if arr.ndim == 1 else ("time", "bus" if arr.shape[1] == n_gb and name in _BUS_VARS else "branch")
+        )
+        if single:
+            dims, arr = dims[1:], arr[0]
+        data[name] = xr.Variable(dims, arr, attrs=_ATTRS.get(name))
+    ds = xr.Dataset(data, coords=_coords(model), attrs={"grid": model.name, "base_mva": base})
+    if not single:
+        ds = ds.assign_coords(time=time)
     return ds
