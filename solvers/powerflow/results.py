@@ -196,9 +196,8 @@ def build_results(
         dims = (
             ("time",) if arr.ndim == 1 else ("time", "bus" if arr.shape[1] == n_gb and name in _BUS_VARS else "branch")
         )
-        if single:
-            dims, arr = dims[1:], arr[0]
-        data[name] = xr.Variable(dims, arr, attrs=_ATTRS.get(name))
+        values_ = arr[0] if single else arr
+        data[name] = xr.Variable(dims[1:] if single else dims, values_, attrs=_ATTRS.get(name))
     ds = xr.Dataset(data, coords=_coords(model), attrs={"grid": model.name, "base_mva": base})
     if not single:
         ds = ds.assign_coords(time=time)
