@@ -14,7 +14,14 @@ from solvers.compile import compile_grid
 from solvers.model import REF, ElementInjection, PFModel
 from solvers.powerflow.linear import LinearSolverName
 from solvers.powerflow.newton import NewtonSolver, dc_angles
-from solvers.powerflow.results import ElementValues, add_element_powers, build_results
+from solvers.powerflow.results import (
+    ElementValues,
+    add_element_powers,
+    allocate_results,
+    build_results,
+    fill_results,
+    to_dataset,
+)
 
 if TYPE_CHECKING:
     from twin.grid import Grid
@@ -254,7 +261,7 @@ def run_pf_timeseries(
     t0 = time.perf_counter()
     solver = _solver_for(model, linear_solver)
     tol = tol_mva / model.base_mva
-    chunks = []
+    out = allocate_results(model, n_t)
     bar = _progress(n_t, progress, model.name)
     v_prev: NDArray[np.complex128] | None = None
     for start in range(0, n_t, chunk_size):
@@ -265,10 +272,10 @@ def run_pf_timeseries(
         if len(ok):
             v_prev = v[ok[-1]].copy()
         sub = {f: (p[start:stop], q[start:stop]) for f, (p, q) in vals.items()}
-        chunks.append(build_results(model, v, sub, conv, iters, time=time_coord[start:stop]))
+        fill_results(model, v, sub, conv, iters, out, slice(start, stop))
         bar(stop - start)
     bar(0, close=True)
-    ds = xr.concat(chunks, dim="time") if len(chunks) > 1 else chunks[0]
+    ds = to_dataset(model, out, time=time_coord)
     n_bad = int((~ds["converged"].values).sum())
     if n_bad:
         first = ds["time"].values[~ds["converged"].values][0]

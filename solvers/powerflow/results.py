@@ -11,7 +11,14 @@ from numpy.typing import NDArray
 from solvers.model import ElementInjection, PFModel
 from solvers.powerflow import _kernels as k
 
-__all__ = ["ElementValues", "add_element_powers", "build_results"]
+__all__ = [
+    "ElementValues",
+    "add_element_powers",
+    "allocate_results",
+    "build_results",
+    "fill_results",
+    "to_dataset",
+]
 
 SQRT3 = np.sqrt(3.0)
 
@@ -55,9 +62,6 @@ def add_element_powers(
     k.scatter_add_batch(p, q, tgt, e.sign * e.scaling, out)
 
 
-_BUS_VARS = frozenset({"vm_pu", "va_deg", "p_mw", "q_mvar"})
-
-
 def _balance_matrices(model: PFModel, has: NDArray[np.int64]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Ybus rows of buses with a balancing element, and their Grid-bus incidence (cached on the model)."""
     cached = model.cache.get("balance_matrices")
@@ -86,15 +90,48 @@ def _coords(model: PFModel) -> xr.Coordinates:
     return cached
 
 
-def build_results(
+BUS_VARS = ("vm_pu", "va_deg", "p_mw", "q_mvar")
+BRANCH_VARS = (
+    "p_from_mw",
+    "q_from_mvar",
+    "p_to_mw",
+    "q_to_mvar",
+    "pl_mw",
+    "ql_mvar",
+    "i_from_ka",
+    "i_to_ka",
+    "i_ka",
+    "loading_pct",
+)
+STEP_VARS = ("p_loss_mw", "q_loss_mvar", "converged", "iterations")
+
+
+def allocate_results(model: PFModel, n_t: int) -> dict[str, NDArray]:
+    """Uninitialised result arrays for ``n_t`` steps: (T, bus), (T, branch) and (T,)."""
+    n_gb, n_br = len(model.grid_bus_idx), len(model.branch_ids)
+    out: dict[str, NDArray] = {name: np.empty((n_t, n_gb)) for name in BUS_VARS}
+    out.update({name: np.empty((n_t, n_br)) for name in BRANCH_VARS})
+    out.update(
+        {
+            "p_loss_mw": np.empty(n_t),
+            "q_loss_mvar": np.empty(n_t),
+            "converged": np.empty(n_t, dtype=bool),
+            "iterations": np.empty(n_t, dtype=np.int64),
+        }
+    )
+    return out
+
+
+def fill_results(
     model: PFModel,
     v: NDArray[np.complex128],
     values: ElementValues,
     converged: NDArray[np.bool_],
     iterations: NDArray[np.int64],
-    time: NDArray | None = None,
-) -> xr.Dataset:
-    """Assemble results from compiled voltages ``v`` (T, n_bus).
+    out: dict[str, NDArray],
+    rows: slice,
+) -> None:
+    """Compute the results of solved voltages ``v`` (T, n_bus) into ``out[name][rows]``.
 
     Parameters
     ----------
@@ -105,8 +142,10 @@ def build_results(
         Element set-points used per step: ``{"load": (p, q), "sgen": ..., "storage": ..., "gen": ...}``,
         arrays (T, n_element) in MW / Mvar.
     converged, iterations : ndarray (T,)
-    time : array-like, optional
-        Time coordinate; without it the leading dim is dropped (single snapshot).
+    out : dict
+        Arrays from :func:`allocate_results`.
+    rows : slice
+        Where these T steps go in ``out``.
     """
     n_t = v.shape[0]
     base = model.base_mva
@@ -115,18 +154,17 @@ def build_results(
     conv = np.ascontiguousarray(converged, dtype=np.bool_)
     bad = ~conv
     n_gb = len(gbi)
-    vm = np.empty((n_t, n_gb))
-    va = np.empty((n_t, n_gb))
+    vm, va = out["vm_pu"][rows], out["va_deg"][rows]
     k.bus_voltages_batch(v, conv, gbi, vm, va)
     # ---- bus powers (load convention, per Grid bus as pandapower reports them)
-    gen_conv = np.zeros((n_t, n_gb), dtype=np.complex128)
+    cons = np.zeros((n_t, n_gb), dtype=np.complex128)  # generator convention first, negated below
     for fam in ("load", "sgen", "storage", "gen"):
         e: ElementInjection = getattr(model, fam)
         if len(e.ids):
             p, q = values[fam]
-            add_element_powers(e, e.grid_bus_pos, p, q, gen_conv)
+            add_element_powers(e, e.grid_bus_pos, p, q, cons)
+    np.negative(cons, out=cons)
     y_sh = model.grid_bus_y_shunt_pu
-    cons = -gen_conv
     if np.any(y_sh != 0):
         cons += np.nan_to_num(vm**2) * np.conj(y_sh) * base
     # balancing P/Q (slack, generator Q) goes to the Grid bus that hosts the controlling element
@@ -141,9 +179,11 @@ def build_results(
         cons[:, ctrl[has]] += group_cons - known
     cons[:, ~ok] = np.nan
     cons[bad] = np.nan
+    out["p_mw"][rows] = cons.real
+    out["q_mvar"][rows] = cons.imag
+    del cons
     # ---- branches
-    nbr = len(model.branch_active)
-    out = {name: np.empty((n_t, nbr)) for name in ("p_f", "q_f", "p_t", "q_t", "i_f", "i_t", "i_ka", "loading")}
+    p_f, q_f, p_t, q_t = (out[n][rows] for n in ("p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar"))
     k.branch_results_batch(
         v,
         conv,
@@ -159,46 +199,46 @@ def build_results(
         model.rate_from_ka,
         model.rate_to_ka,
         model.i_side,
-        out["p_f"],
-        out["q_f"],
-        out["p_t"],
-        out["q_t"],
-        out["i_f"],
-        out["i_t"],
-        out["i_ka"],
-        out["loading"],
+        p_f,
+        q_f,
+        p_t,
+        q_t,
+        out["i_from_ka"][rows],
+        out["i_to_ka"][rows],
+        out["i_ka"][rows],
+        out["loading_pct"][rows],
     )
-    pl = out["p_f"] + out["p_t"]
-    ql = out["q_f"] + out["q_t"]
-    columns = {
-        "vm_pu": vm,
-        "va_deg": va,
-        "p_mw": cons.real,
-        "q_mvar": cons.imag,
-        "p_from_mw": out["p_f"],
-        "q_from_mvar": out["q_f"],
-        "p_to_mw": out["p_t"],
-        "q_to_mvar": out["q_t"],
-        "pl_mw": pl,
-        "ql_mvar": ql,
-        "i_from_ka": out["i_f"],
-        "i_to_ka": out["i_t"],
-        "i_ka": out["i_ka"],
-        "loading_pct": out["loading"],
-        "p_loss_mw": pl.sum(axis=1),
-        "q_loss_mvar": ql.sum(axis=1),
-        "converged": conv,
-        "iterations": iterations.astype(np.int64),
-    }
+    np.add(p_f, p_t, out=out["pl_mw"][rows])
+    np.add(q_f, q_t, out=out["ql_mvar"][rows])
+    out["p_loss_mw"][rows] = out["pl_mw"][rows].sum(axis=1)
+    out["q_loss_mvar"][rows] = out["ql_mvar"][rows].sum(axis=1)
+    out["converged"][rows] = conv
+    out["iterations"][rows] = iterations
+
+
+def to_dataset(model: PFModel, out: dict[str, NDArray], time: NDArray | None = None) -> xr.Dataset:
+    """Wrap result arrays into a Dataset (no copy); without ``time`` the single step's leading dim is dropped."""
     single = time is None
     data = {}
-    for name, arr in columns.items():
-        dims = (
-            ("time",) if arr.ndim == 1 else ("time", "bus" if arr.shape[1] == n_gb and name in _BUS_VARS else "branch")
-        )
-        values_ = arr[0] if single else arr
-        data[name] = xr.Variable(dims[1:] if single else dims, values_, attrs=_ATTRS.get(name))
-    ds = xr.Dataset(data, coords=_coords(model), attrs={"grid": model.name, "base_mva": base})
+    for name, arr in out.items():
+        dim = "bus" if name in BUS_VARS else "branch" if name in BRANCH_VARS else None
+        dims = ("time",) if dim is None else ("time", dim)
+        data[name] = xr.Variable(dims[1:] if single else dims, arr[0] if single else arr, attrs=_ATTRS.get(name))
+    ds = xr.Dataset(data, coords=_coords(model), attrs={"grid": model.name, "base_mva": model.base_mva})
     if not single:
         ds = ds.assign_coords(time=time)
     return ds
+
+
+def build_results(
+    model: PFModel,
+    v: NDArray[np.complex128],
+    values: ElementValues,
+    converged: NDArray[np.bool_],
+    iterations: NDArray[np.int64],
+    time: NDArray | None = None,
+) -> xr.Dataset:
+    """Results of solved voltages ``v`` (T, n_bus) as a Dataset (see :func:`fill_results`)."""
+    out = allocate_results(model, v.shape[0])
+    fill_results(model, v, values, converged, iterations, out, slice(None))
+    return to_dataset(model, out, time)
