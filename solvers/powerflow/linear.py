@@ -59,7 +59,15 @@ class SuperLUSolver:
 
 
 def make_linear_solver(pattern: JacobianPattern, name: LinearSolverName = "auto") -> LinearSolver:
-    """Return a linear solver for ``pattern`` (``"auto"``: KLU when installed, else SuperLU)."""
+    """Return a linear solver for ``pattern`` (``"auto"``: KLU when installed, else SuperLU).
+
+    With ``NUMBA_DISABLE_JIT=1`` (coverage runs of the kernels as plain Python) KLU, which is called
+    from compiled code only, is not available and ``"auto"`` gives SuperLU.
+    """
+    from numba import config
+
+    if name == "auto" and config.DISABLE_JIT:
+        name = "superlu"
     if name in ("auto", "klu"):
         try:
             from solvers.powerflow.klu import KLUSolver
