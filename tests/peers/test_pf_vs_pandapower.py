@@ -24,19 +24,20 @@ VA_TOL = 1e-5
 LOADING_TOL = 1e-4
 POWER_TOL = 1e-5
 
-FAST = [
+CASES = [
     "case14",
     "case30",
     "case118",
     "case300",
     "case1354pegase",
+    "case2869pegase",
+    "case9241pegase",
     "cigre_mv",
     "cigre_lv",
     "1-LV-rural1--0-sw",
     "1-MV-urban--0-sw",
     "1-HV-mixed--0-sw",
 ]
-SLOW = ["case2869pegase", "case9241pegase"]
 
 
 def _pandapower_net(name: str) -> pp.pandapowerNet:
@@ -85,14 +86,8 @@ def assert_matches_pandapower(name: str) -> None:
             np.testing.assert_allclose(br.i_ka, r.i_ka, atol=1e-8, rtol=0)
 
 
-@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize("name", CASES)
 def test_pf_matches_pandapower(name: str) -> None:
-    assert_matches_pandapower(name)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", SLOW)
-def test_pf_matches_pandapower_large(name: str) -> None:
     assert_matches_pandapower(name)
 
 

@@ -209,3 +209,13 @@ def test_timeseries_input_errors_name_the_problem() -> None:
         solvers.run_pf_timeseries(grid, p2, q)
     with pytest.raises(ValueError, match="at least one time series"):
         solvers.run_pf_timeseries(grid)
+
+
+@pytest.mark.slow
+def test_simbench_year_converges_every_step() -> None:
+    code = "1-MV-urban--0-sw"
+    prof = twin.read_simbench_profiles(code)
+    ts = solvers.run_pf_timeseries(twin.load(code), prof.load_p_mw, prof.load_q_mvar, prof.sgen_p_mw)
+    assert ts.sizes["time"] == 35136
+    assert bool(ts.converged.all())
+    assert float(ts.vm_pu.min()) > 0.9
