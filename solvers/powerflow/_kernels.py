@@ -32,10 +32,12 @@ def scatter_add_batch(p, q, target, coef, out):
 
 @njit(cache=True)
 def mismatch(v, s_bus, y_indptr, y_indices, y_data, theta_var, vm_var, f):
-    """Fill ``f`` with the P/Q mismatch (computed - scheduled, pu); return its largest magnitude."""
-    n = v.shape[0]
+    """Fill ``f`` with the P/Q mismatch (computed - scheduled, pu) of one step; return its largest magnitude.
+
+    ``v``, ``s_bus`` (n,) and ``f`` (n_eq,) are 1-D; the batch kernels call this on rows.
+    """
     worst = 0.0
-    for i in range(n):
+    for i in range(v.shape[0]):
         acc = 0.0 + 0.0j
         for k in range(y_indptr[i], y_indptr[i + 1]):
             acc += y_data[k] * v[y_indices[k]]
@@ -92,7 +94,7 @@ def fill_jacobian(v, y_indptr, y_indices, y_data, pos_pt, pos_pv, pos_qt, pos_qv
 
 @njit(cache=True)
 def apply_step(v, dx, theta_var, vm_var):
-    """Update ``v`` in place with the Newton step ``dx`` (subtracted)."""
+    """Update one step's ``v`` (n,) in place with the Newton step ``dx`` (n_eq,), subtracted."""
     for i in range(v.shape[0]):
         a = theta_var[i]
         b = vm_var[i]
@@ -111,68 +113,15 @@ def apply_step(v, dx, theta_var, vm_var):
 def mismatch_batch(v, s_bus, y_indptr, y_indices, y_data, theta_var, vm_var, f, worst, active):
     """Mismatch for every active step of a batch: ``v``/``s_bus`` are (T, n), ``f`` is (T, n_eq)."""
     for t in prange(v.shape[0]):
-        if not active[t]:
-            continue
-        w = 0.0
-        for i in range(v.shape[1]):
-            acc = 0.0 + 0.0j
-            for k in range(y_indptr[i], y_indptr[i + 1]):
-                acc += y_data[k] * v[t, y_indices[k]]
-            s = v[t, i] * np.conj(acc) - s_bus[t, i]
-            a = theta_var[i]
-            if a >= 0:
-                f[t, a] = s.real
-                w = max(w, abs(s.real))
-            b = vm_var[i]
-            if b >= 0:
-                f[t, b] = s.imag
-                w = max(w, abs(s.imag))
-        worst[t] = w
+        if active[t]:
+            worst[t] = mismatch(v[t], s_bus[t], y_indptr, y_indices, y_data, theta_var, vm_var, f[t])
 
 
 @njit(cache=True, parallel=True)
 def apply_step_batch(v, dx, theta_var, vm_var, cols):
     """Apply the step ``dx[c]`` (rows of a (k, n_eq) array) to ``v[cols[c]]`` for every ``c``."""
     for c in prange(cols.shape[0]):
-        t = cols[c]
-        for i in range(v.shape[1]):
-            a = theta_var[i]
-            b = vm_var[i]
-            if a < 0 and b < 0:
-                continue
-            x = v[t, i]
-            if b >= 0:
-                vm = abs(x)
-                x = x * ((vm - dx[c, b]) / vm)
-            if a >= 0:
-                x = x * _rotation(dx[c, a])
-            v[t, i] = x
-
-
-@njit(cache=True, parallel=True)
-def branch_flows_batch(v, f_idx, t_idx, yff, yft, ytf, ytt, s_f, s_t, i_f, i_t):
-    """Branch end powers (pu) and current magnitudes (pu of base current at each end) for (T, n) voltages."""
-    for t in prange(v.shape[0]):
-        for b in range(f_idx.shape[0]):
-            vf = v[t, f_idx[b]]
-            vt = v[t, t_idx[b]]
-            cf = yff[b] * vf + yft[b] * vt
-            ct = ytf[b] * vf + ytt[b] * vt
-            s_f[t, b] = vf * np.conj(cf)
-            s_t[t, b] = vt * np.conj(ct)
-            i_f[t, b] = abs(cf)
-            i_t[t, b] = abs(ct)
-
-
-@njit(cache=True, parallel=True)
-def bus_injections_batch(v, y_indptr, y_indices, y_data, s_out):
-    """Computed bus injections ``V conj(Ybus V)`` (pu) for (T, n) voltages."""
-    for t in prange(v.shape[0]):
-        for i in range(v.shape[1]):
-            acc = 0.0 + 0.0j
-            for k in range(y_indptr[i], y_indptr[i + 1]):
-                acc += y_data[k] * v[t, y_indices[k]]
-            s_out[t, i] = v[t, i] * np.conj(acc)
+        apply_step(v[cols[c]], dx[c], theta_var, vm_var)
 
 
 @njit(cache=True, parallel=True)

@@ -213,7 +213,6 @@ def _chord_block(
 ):
     """Chord iterations for steps lo..hi in sub-batches of ``batch`` steps with one factorised Jacobian."""
     n_eq = j_indptr.size - 1
-    n = v.shape[1]
     f = np.empty((batch, n_eq))
     rows = np.empty(batch, dtype=np.int64)
     prev = np.empty(batch)
@@ -231,20 +230,7 @@ def _chord_block(
                 if not active[c]:
                     continue
                 t = start + c
-                w = 0.0
-                for i in range(n):
-                    acc = 0.0 + 0.0j
-                    for kk in range(y_indptr[i], y_indptr[i + 1]):
-                        acc += y_data[kk] * v[t, y_indices[kk]]
-                    s = v[t, i] * np.conj(acc) - s_bus[t, i]
-                    a = theta_var[i]
-                    if a >= 0:
-                        f[cnt, a] = s.real
-                        w = max(w, abs(s.real))
-                    b = vm_var[i]
-                    if b >= 0:
-                        f[cnt, b] = s.imag
-                        w = max(w, abs(s.imag))
+                w = k.mismatch(v[t], s_bus[t], y_indptr, y_indices, y_data, theta_var, vm_var, f[cnt])
                 if w <= tol:
                     conv[t] = True
                     active[c] = False
@@ -260,18 +246,7 @@ def _chord_block(
             for r in range(cnt):
                 t = start + rows[r]
                 iters[t] += 1
-                for i in range(n):
-                    a = theta_var[i]
-                    b = vm_var[i]
-                    if a < 0 and b < 0:
-                        continue
-                    x = v[t, i]
-                    if b >= 0:
-                        vm = abs(x)
-                        x = x * ((vm - f[r, b]) / vm)
-                    if a >= 0:
-                        x = x * k._rotation(f[r, a])
-                    v[t, i] = x
+                k.apply_step(v[t], f[r], theta_var, vm_var)
 
 
 @njit(cache=True, parallel=True)
