@@ -15,13 +15,12 @@ import sys
 import textwrap
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -29,6 +28,7 @@ from rich.text import Text
 import twin
 from twin.io.load import builtin_case_names
 from twin.io.simbench import is_simbench_code
+from twin.report import summarize_pf, summarize_pf_ts
 from twin.results_io import WRITABLE_SUFFIXES, write_results
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ def _run_pf_command(args: argparse.Namespace, out: Console, err: Console) -> int
             ds = solvers.run_pf(grid, tol_mva=args.tol_mva, max_iter=args.max_iter, slack=args.slack)
         except solvers.PowerFlowNotConverged as error:
             raise CommandError(str(error), "try --max-iter 50, a looser --tol-mva, or another --slack bus") from error
-    summary = _summarize_pf(grid, ds, args.top)
+    summary = summarize_pf(grid, ds, args.top)
     summary["warnings"] = caught
     summary["written"] = _write(ds, args.out, err)
     if args.json:
@@ -295,7 +295,7 @@ def _run_pf_ts_command(args: argparse.Namespace, out: Console, err: Console) -> 
             progress=not args.json,
         )
     t2 = time.perf_counter()
-    summary = _summarize_pf_ts(grid, ds, args.top, compile_s=t1 - t0, solve_s=t2 - t1)
+    summary = summarize_pf_ts(grid, ds, args.top, compile_s=t1 - t0, solve_s=t2 - t1)
     summary["warnings"] = caught
     summary["written"] = _write(ds, args.out, err)
     if args.json:
@@ -391,115 +391,6 @@ def _write(ds: xr.Dataset, path: Path | None, err: Console) -> list[str]:
 
 def _print_json(summary: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(summary, indent=1, allow_nan=False) + "\n")
-
-
-# -- summaries -------------------------------------------------------------------------------
-def _summarize_grid(grid: Grid) -> dict[str, Any]:
-    return {"grid": grid.name, "size": {str(c): int(n) for c, n in grid.summary().items()}}
-
-
-def _summarize_pf(grid: Grid, ds: xr.Dataset, top: int) -> dict[str, Any]:
-    """Return the JSON-ready summary of one power flow."""
-    vm_min, at_min = _locate_extreme(ds["vm_pu"], np.nanargmin)
-    vm_max, at_max = _locate_extreme(ds["vm_pu"], np.nanargmax)
-    return {
-        **_summarize_grid(grid),
-        "converged": bool(ds["converged"]),
-        "iterations": int(ds["iterations"]),
-        "compile_time_s": _to_float(ds.attrs.get("compile_time_s")),
-        "solve_time_s": _to_float(ds.attrs.get("solve_time_s")),
-        "vm_min_pu": vm_min,
-        "vm_min_bus": at_min.get("bus"),
-        "vm_max_pu": vm_max,
-        "vm_max_bus": at_max.get("bus"),
-        "de_energised_buses": int(np.isnan(ds["vm_pu"].values).sum()),
-        "p_loss_mw": _to_float(ds["p_loss_mw"]),
-        "q_loss_mvar": _to_float(ds["q_loss_mvar"]),
-        "top_loaded": _find_top_loaded(ds, top),
-    }
-
-
-def _summarize_pf_ts(grid: Grid, ds: xr.Dataset, top: int, compile_s: float, solve_s: float) -> dict[str, Any]:
-    """Return the JSON-ready summary of a time series of power flows."""
-    steps = int(ds.sizes["time"])
-    converged = ds["converged"].values.astype(bool)
-    times = ds["time"].values
-    vm_min, at_min = _locate_extreme(ds["vm_pu"], np.nanargmin)
-    vm_max, at_max = _locate_extreme(ds["vm_pu"], np.nanargmax)
-    return {
-        **_summarize_grid(grid),
-        "steps": steps,
-        "start": _to_label(times[0]),
-        "end": _to_label(times[-1]),
-        "compile_time_s": compile_s,
-        "solve_time_s": solve_s,
-        "steps_per_s": steps / solve_s if solve_s > 0 else None,
-        "not_converged": int((~converged).sum()),
-        "not_converged_times": [_to_label(t) for t in times[~converged][:10]],
-        "iterations_max": int(ds["iterations"].max()),
-        "vm_min_pu": vm_min,
-        "vm_min_bus": at_min.get("bus"),
-        "vm_min_time": at_min.get("time"),
-        "vm_max_pu": vm_max,
-        "vm_max_bus": at_max.get("bus"),
-        "vm_max_time": at_max.get("time"),
-        "p_loss_mw_mean": _to_float(ds["p_loss_mw"].mean()),
-        "top_loaded": _find_top_loaded(ds, top),
-    }
-
-
-def _locate_extreme(da: xr.DataArray, arg: Callable[[np.ndarray], Any]) -> tuple[float | None, dict[str, str]]:
-    """Return the extreme value of ``da`` (ignoring NaN) and the coordinate labels where it sits."""
-    values = da.values
-    if values.size == 0 or np.isnan(values).all():
-        return None, {}
-    pos = np.unravel_index(int(arg(values)), values.shape)
-    where = {str(dim): _to_label(da[dim].values[p]) for dim, p in zip(da.dims, pos, strict=True)}
-    return float(values[pos]), where
-
-
-def _find_top_loaded(ds: xr.Dataset, top: int) -> list[dict[str, Any]]:
-    """Return the ``top`` branches by loading (their peak over time for a series), finite values only."""
-    has_time = "time" in ds["loading_pct"].dims
-    dims = ("time", "branch") if has_time else ("branch",)
-    loading = np.atleast_2d(ds["loading_pct"].transpose(*dims).values)
-    score = np.where(np.isfinite(loading), loading, -np.inf)
-    t_pos = score.argmax(axis=0)
-    cols = np.arange(loading.shape[1])
-    peak = score[t_pos, cols]
-    order = [int(b) for b in np.argsort(-peak, kind="stable")[:top] if np.isfinite(peak[b])]
-
-    def read(name: str, b: int) -> float | None:
-        return _to_float(np.atleast_2d(ds[name].transpose(*dims).values)[t_pos[b], b])
-
-    rows = []
-    for b in order:
-        row = {
-            "branch": str(ds["branch"].values[b]),
-            "kind": str(ds["branch_kind"].values[b]) if "branch_kind" in ds.coords else "",
-            "loading_pct": float(peak[b]),
-            "i_ka": read("i_ka", b),
-            "p_from_mw": read("p_from_mw", b),
-        }
-        if has_time:
-            row["time"] = _to_label(ds["time"].values[t_pos[b]])
-        rows.append(row)
-    return rows
-
-
-def _to_float(value: Any) -> float | None:
-    """Return ``value`` as a float, ``None`` when missing or not finite (JSON has no NaN)."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if np.isfinite(number) else None
-
-
-def _to_label(value: Any) -> str:
-    """Return a coordinate label as text (ISO 8601 for times)."""
-    if isinstance(value, np.datetime64):
-        return str(np.datetime_as_string(value, unit="s"))
-    return str(value)
 
 
 # -- rendering -------------------------------------------------------------------------------
