@@ -11,11 +11,21 @@ Public API (contract used by the CLI, benchmarks and later issues):
   storage_p_mw=None, *, method="auto", tol_mva=1e-8, max_iter=30, progress=False) -> xarray.Dataset``:
   same variables with a leading ``time`` dim, ``converged[time]`` and ``iterations[time]``.
 - ``run_dc(grid_or_model) -> xarray.Dataset``: DC power flow (va_deg, p_from_mw, loading by MW).
+- ``solve_voltages(model, s_bus_mva=None, ...)``: Newton voltages only (compiled bus order), for re-solve loops.
 - ``PowerFlowNotConverged``: raised by ``run_pf`` with iterations, worst mismatch (MVA) and bus id.
 """
 
 from solvers.compile import compile_grid
 from solvers.model import PFModel, PFOptions
-from solvers.powerflow import PowerFlowNotConverged, run_dc, run_pf, run_pf_timeseries
+from solvers.powerflow import PowerFlowNotConverged, run_dc, run_pf, run_pf_timeseries, solve_voltages
 
-__all__ = ["PFModel", "PFOptions", "PowerFlowNotConverged", "compile_grid", "run_dc", "run_pf", "run_pf_timeseries"]
+__all__ = [
+    "PFModel",
+    "PFOptions",
+    "PowerFlowNotConverged",
+    "compile_grid",
+    "run_dc",
+    "run_pf",
+    "run_pf_timeseries",
+    "solve_voltages",
+]

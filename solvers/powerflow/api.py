@@ -26,7 +26,7 @@ from solvers.powerflow.results import (
 if TYPE_CHECKING:
     from twin.grid import Grid
 
-__all__ = ["PowerFlowNotConverged", "run_dc", "run_pf", "run_pf_timeseries"]
+__all__ = ["PowerFlowNotConverged", "run_dc", "run_pf", "run_pf_timeseries", "solve_voltages"]
 
 TimeseriesMethod = Literal["auto", "chord", "nr"]
 
@@ -160,6 +160,38 @@ def run_pf(
         }
     )
     return ds
+
+
+def solve_voltages(
+    model: PFModel,
+    s_bus_mva: NDArray[np.complex128] | None = None,
+    *,
+    tol_mva: float = 1e-8,
+    max_iter: int = 30,
+    init: Literal["auto", "flat", "dc"] = "auto",
+    linear_solver: LinearSolverName = "auto",
+) -> NDArray[np.complex128]:
+    """Solve for the bus voltages only (no result tables): the inner call of loops that re-solve a model.
+
+    Parameters
+    ----------
+    model : PFModel
+    s_bus_mva : ndarray of complex (n_bus,), optional
+        Scheduled injections per compiled bus, generator convention, MVA; the model's own by default.
+    tol_mva, max_iter, init, linear_solver
+        As :func:`run_pf`.
+
+    Returns
+    -------
+    ndarray of complex (n_bus,)
+        Voltages in pu, in the model's compiled bus order (``model.grid_bus_idx`` maps Grid buses to it).
+    """
+    solver = _solver_for(model, linear_solver)
+    s_bus = (model.s_bus_mva() if s_bus_mva is None else s_bus_mva) / model.base_mva
+    res = solver.solve(_initial_voltage(model, s_bus, init), s_bus, tol_mva / model.base_mva, max_iter)
+    if not res.converged:
+        _raise_not_converged(model, solver, res)
+    return res.v
 
 
 def _element_matrix(
