@@ -124,8 +124,87 @@ def apply_step_batch(v, dx, theta_var, vm_var, cols):
         apply_step(v[cols[c]], dx[c], theta_var, vm_var)
 
 
+@njit(cache=True)
+def _branch_results_step(
+    t,
+    v,
+    ok,
+    f_idx,
+    t_idx,
+    yff,
+    yft,
+    ytf,
+    ytt,
+    base_mva,
+    vn_from_kv,
+    vn_to_kv,
+    rate_from_ka,
+    rate_to_ka,
+    i_side,
+    p_f,
+    q_f,
+    p_t,
+    q_t,
+    i_f,
+    i_t,
+    i_ka,
+    loading,
+):
+    sqrt3 = np.sqrt(3.0)
+    for b in range(f_idx.shape[0]):
+        if not ok or f_idx[b] < 0:
+            fill = np.nan if not ok else 0.0
+            p_f[t, b] = fill
+            q_f[t, b] = fill
+            p_t[t, b] = fill
+            q_t[t, b] = fill
+            i_f[t, b] = fill
+            i_t[t, b] = fill
+            i_ka[t, b] = fill
+            loading[t, b] = fill
+            continue
+        vf = v[t, f_idx[b]]
+        vt = v[t, t_idx[b]]
+        cf = yff[b] * vf + yft[b] * vt
+        ct = ytf[b] * vf + ytt[b] * vt
+        sf = vf * np.conj(cf) * base_mva
+        st = vt * np.conj(ct) * base_mva
+        p_f[t, b] = sf.real
+        q_f[t, b] = sf.imag
+        p_t[t, b] = st.real
+        q_t[t, b] = st.imag
+        a_f = abs(cf) * base_mva / (sqrt3 * vn_from_kv[b])
+        a_t = abs(ct) * base_mva / (sqrt3 * vn_to_kv[b])
+        i_f[t, b] = a_f
+        i_t[t, b] = a_t
+        i_ka[t, b] = max(a_f, a_t) if i_side[b] == 0 else (a_f if i_side[b] == 1 else a_t)
+        loading[t, b] = 100.0 * max(a_f / rate_from_ka[b], a_t / rate_to_ka[b])
+
+
+@njit(cache=True)
+def _bus_voltages_step(t, v, ok, grid_bus_idx, vm, va_deg):
+    for g in range(grid_bus_idx.shape[0]):
+        i = grid_bus_idx[g]
+        if i < 0 or not ok:
+            vm[t, g] = np.nan
+            va_deg[t, g] = np.nan
+        else:
+            x = v[t, i]
+            vm[t, g] = abs(x)
+            va_deg[t, g] = np.arctan2(x.imag, x.real) * (180.0 / np.pi)
+
+
+@njit(cache=True)
+def _bus_injections_step(t, v, rows, y_indptr, y_indices, y_data, s_out):
+    for r in range(rows.shape[0]):
+        acc = 0.0 + 0.0j
+        for k in range(y_indptr[r], y_indptr[r + 1]):
+            acc += y_data[k] * v[t, y_indices[k]]
+        s_out[t, r] = v[t, rows[r]] * np.conj(acc)
+
+
 @njit(cache=True, parallel=True)
-def branch_results_batch(
+def _results_parallel(
     v,
     ok_step,
     f_idx,
@@ -148,73 +227,179 @@ def branch_results_batch(
     i_t,
     i_ka,
     loading,
+    grid_bus_idx,
+    vm,
+    va_deg,
+    rows,
+    y_indptr,
+    y_indices,
+    y_data,
+    s_out,
 ):
-    """All branch results (MW, Mvar, kA, %) for (T, n) voltages; inactive branches (f_idx < 0) get 0.
+    for t in prange(v.shape[0]):
+        _branch_results_step(
+            t,
+            v,
+            ok_step[t],
+            f_idx,
+            t_idx,
+            yff,
+            yft,
+            ytf,
+            ytt,
+            base_mva,
+            vn_from_kv,
+            vn_to_kv,
+            rate_from_ka,
+            rate_to_ka,
+            i_side,
+            p_f,
+            q_f,
+            p_t,
+            q_t,
+            i_f,
+            i_t,
+            i_ka,
+            loading,
+        )
+        _bus_voltages_step(t, v, ok_step[t], grid_bus_idx, vm, va_deg)
+        _bus_injections_step(t, v, rows, y_indptr, y_indices, y_data, s_out)
 
-    Steps with ``ok_step[t]`` false get NaN.
+
+@njit(cache=True)
+def _results_serial(
+    v,
+    ok_step,
+    f_idx,
+    t_idx,
+    yff,
+    yft,
+    ytf,
+    ytt,
+    base_mva,
+    vn_from_kv,
+    vn_to_kv,
+    rate_from_ka,
+    rate_to_ka,
+    i_side,
+    p_f,
+    q_f,
+    p_t,
+    q_t,
+    i_f,
+    i_t,
+    i_ka,
+    loading,
+    grid_bus_idx,
+    vm,
+    va_deg,
+    rows,
+    y_indptr,
+    y_indices,
+    y_data,
+    s_out,
+):
+    for t in range(v.shape[0]):
+        _branch_results_step(
+            t,
+            v,
+            ok_step[t],
+            f_idx,
+            t_idx,
+            yff,
+            yft,
+            ytf,
+            ytt,
+            base_mva,
+            vn_from_kv,
+            vn_to_kv,
+            rate_from_ka,
+            rate_to_ka,
+            i_side,
+            p_f,
+            q_f,
+            p_t,
+            q_t,
+            i_f,
+            i_t,
+            i_ka,
+            loading,
+        )
+        _bus_voltages_step(t, v, ok_step[t], grid_bus_idx, vm, va_deg)
+        _bus_injections_step(t, v, rows, y_indptr, y_indices, y_data, s_out)
+
+
+# Below this many steps the thread start-up of a parallel region costs more than it saves.
+PARALLEL_MIN_STEPS = 16
+
+
+def step_results(
+    v,
+    ok_step,
+    f_idx,
+    t_idx,
+    yff,
+    yft,
+    ytf,
+    ytt,
+    base_mva,
+    vn_from_kv,
+    vn_to_kv,
+    rate_from_ka,
+    rate_to_ka,
+    i_side,
+    p_f,
+    q_f,
+    p_t,
+    q_t,
+    i_f,
+    i_t,
+    i_ka,
+    loading,
+    grid_bus_idx,
+    vm,
+    va_deg,
+    rows,
+    y_indptr,
+    y_indices,
+    y_data,
+    s_out,
+):
+    """Branch results (MW, Mvar, kA, %), bus voltages (pu, degree) and the computed injections (pu) of ``rows``.
+
+    Inactive branches (``f_idx < 0``) get 0; steps with ``ok_step`` false and de-energised buses get NaN.
+    Runs over time steps in parallel when there are enough of them.
     """
-    sqrt3 = np.sqrt(3.0)
-    for t in prange(v.shape[0]):
-        for b in range(f_idx.shape[0]):
-            if not ok_step[t]:
-                p_f[t, b] = np.nan
-                q_f[t, b] = np.nan
-                p_t[t, b] = np.nan
-                q_t[t, b] = np.nan
-                i_f[t, b] = np.nan
-                i_t[t, b] = np.nan
-                i_ka[t, b] = np.nan
-                loading[t, b] = np.nan
-                continue
-            if f_idx[b] < 0:
-                p_f[t, b] = 0.0
-                q_f[t, b] = 0.0
-                p_t[t, b] = 0.0
-                q_t[t, b] = 0.0
-                i_f[t, b] = 0.0
-                i_t[t, b] = 0.0
-                i_ka[t, b] = 0.0
-                loading[t, b] = 0.0
-                continue
-            vf = v[t, f_idx[b]]
-            vt = v[t, t_idx[b]]
-            cf = yff[b] * vf + yft[b] * vt
-            ct = ytf[b] * vf + ytt[b] * vt
-            sf = vf * np.conj(cf) * base_mva
-            st = vt * np.conj(ct) * base_mva
-            p_f[t, b] = sf.real
-            q_f[t, b] = sf.imag
-            p_t[t, b] = st.real
-            q_t[t, b] = st.imag
-            a_f = abs(cf) * base_mva / (sqrt3 * vn_from_kv[b])
-            a_t = abs(ct) * base_mva / (sqrt3 * vn_to_kv[b])
-            i_f[t, b] = a_f
-            i_t[t, b] = a_t
-            i_ka[t, b] = max(a_f, a_t) if i_side[b] == 0 else (a_f if i_side[b] == 1 else a_t)
-            loading[t, b] = 100.0 * max(a_f / rate_from_ka[b], a_t / rate_to_ka[b])
-
-
-@njit(cache=True, parallel=True)
-def bus_voltages_batch(v, ok_step, grid_bus_idx, vm, va_deg):
-    """Voltage magnitude (pu) and angle (degree) of every Grid bus; NaN where de-energised or not converged."""
-    for t in prange(v.shape[0]):
-        for g in range(grid_bus_idx.shape[0]):
-            i = grid_bus_idx[g]
-            if i < 0 or not ok_step[t]:
-                vm[t, g] = np.nan
-                va_deg[t, g] = np.nan
-            else:
-                x = v[t, i]
-                vm[t, g] = abs(x)
-                va_deg[t, g] = np.arctan2(x.imag, x.real) * (180.0 / np.pi)
-
-
-@njit(cache=True, parallel=True)
-def bus_injections_rows(v, rows, y_indptr, y_indices, y_data, s_out):
-    """Computed injections ``V_i conj((Ybus V)_i)`` (pu) for buses ``rows``; ``y_*`` hold only those rows."""
-    for t in prange(v.shape[0]):
-        for r in range(rows.shape[0]):
-            acc = 0.0 + 0.0j
-            for k in range(y_indptr[r], y_indptr[r + 1]):
-                acc += y_data[k] * v[t, y_indices[k]]
-            s_out[t, r] = v[t, rows[r]] * np.conj(acc)
+    fn = _results_parallel if v.shape[0] >= PARALLEL_MIN_STEPS else _results_serial
+    fn(
+        v,
+        ok_step,
+        f_idx,
+        t_idx,
+        yff,
+        yft,
+        ytf,
+        ytt,
+        base_mva,
+        vn_from_kv,
+        vn_to_kv,
+        rate_from_ka,
+        rate_to_ka,
+        i_side,
+        p_f,
+        q_f,
+        p_t,
+        q_t,
+        i_f,
+        i_t,
+        i_ka,
+        loading,
+        grid_bus_idx,
+        vm,
+        va_deg,
+        rows,
+        y_indptr,
+        y_indices,
+        y_data,
+        s_out,
+    )

@@ -152,39 +152,14 @@ def fill_results(
     gbi = model.grid_bus_idx
     ok = gbi >= 0
     conv = np.ascontiguousarray(converged, dtype=np.bool_)
-    bad = ~conv
     n_gb = len(gbi)
     vm, va = out["vm_pu"][rows], out["va_deg"][rows]
-    k.bus_voltages_batch(v, conv, gbi, vm, va)
-    # ---- bus powers (load convention, per Grid bus as pandapower reports them)
-    cons = np.zeros((n_t, n_gb), dtype=np.complex128)  # generator convention first, negated below
-    for fam in ("load", "sgen", "storage", "gen"):
-        e: ElementInjection = getattr(model, fam)
-        if len(e.ids):
-            p, q = values[fam]
-            add_element_powers(e, e.grid_bus_pos, p, q, cons)
-    np.negative(cons, out=cons)
-    y_sh = model.grid_bus_y_shunt_pu
-    if np.any(y_sh != 0):
-        cons += np.nan_to_num(vm**2) * np.conj(y_sh) * base
-    # balancing P/Q (slack, generator Q) goes to the Grid bus that hosts the controlling element
+    p_f, q_f, p_t, q_t = (out[n][rows] for n in ("p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar"))
     ctrl = model.ctrl_grid_bus_pos
     has = np.flatnonzero(ctrl >= 0)
-    if len(has):
-        s_calc = np.empty((n_t, len(has)), dtype=np.complex128)
-        yb, inc = _balance_matrices(model, has)
-        k.bus_injections_rows(v, has, yb.indptr, yb.indices, yb.data, s_calc)
-        group_cons = -s_calc * base + np.abs(v[:, has]) ** 2 * np.conj(model.y_shunt_pu[has]) * base
-        known = (inc @ cons.T.real).T + 1j * (inc @ cons.T.imag).T
-        cons[:, ctrl[has]] += group_cons - known
-    cons[:, ~ok] = np.nan
-    cons[bad] = np.nan
-    out["p_mw"][rows] = cons.real
-    out["q_mvar"][rows] = cons.imag
-    del cons
-    # ---- branches
-    p_f, q_f, p_t, q_t = (out[n][rows] for n in ("p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar"))
-    k.branch_results_batch(
+    yb, inc = _balance_matrices(model, has)
+    s_calc = np.empty((n_t, len(has)), dtype=np.complex128)
+    k.step_results(
         v,
         conv,
         model.f_idx,
@@ -207,7 +182,35 @@ def fill_results(
         out["i_to_ka"][rows],
         out["i_ka"][rows],
         out["loading_pct"][rows],
+        gbi,
+        vm,
+        va,
+        has,
+        yb.indptr,
+        yb.indices,
+        yb.data,
+        s_calc,
     )
+    # ---- bus powers (load convention, per Grid bus as pandapower reports them)
+    cons = np.zeros((n_t, n_gb), dtype=np.complex128)  # generator convention first, negated below
+    for fam in ("load", "sgen", "storage", "gen"):
+        e: ElementInjection = getattr(model, fam)
+        if len(e.ids):
+            p, q = values[fam]
+            add_element_powers(e, e.grid_bus_pos, p, q, cons)
+    np.negative(cons, out=cons)
+    y_sh = model.grid_bus_y_shunt_pu
+    if np.any(y_sh != 0):
+        cons += np.nan_to_num(vm**2) * np.conj(y_sh) * base
+    # balancing P/Q (slack, generator Q) goes to the Grid bus that hosts the controlling element
+    if len(has):
+        group_cons = -s_calc * base + np.abs(v[:, has]) ** 2 * np.conj(model.y_shunt_pu[has]) * base
+        known = (inc @ cons.T.real).T + 1j * (inc @ cons.T.imag).T
+        cons[:, ctrl[has]] += group_cons - known
+    cons[:, ~ok] = np.nan
+    cons[~conv] = np.nan
+    out["p_mw"][rows] = cons.real
+    out["q_mvar"][rows] = cons.imag
     np.add(p_f, p_t, out=out["pl_mw"][rows])
     np.add(q_f, q_t, out=out["ql_mvar"][rows])
     out["p_loss_mw"][rows] = out["pl_mw"][rows].sum(axis=1)

@@ -1,0 +1,76 @@
+"""The benchmark runner works end to end on a tiny configuration (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING
+
+import pytest
+
+from benchmarks.run import main, to_markdown
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.mark.peer
+def test_bench_pf_smoke_writes_report(tmp_path: Path) -> None:
+    pytest.importorskip("lightsim2grid", reason="lightsim2grid is a bench extra: pip install 'gridtwin[peers]'")
+    out = tmp_path / "r.json"
+    assert main(["pf", "--quick", "--smoke", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+
+    assert set(report) >= {"suite", "machine", "settings", "suites", "results", "notes"}
+    machine = report["machine"]
+    assert machine["cores"] >= 1
+    for key in ("cpu_model", "date_utc", "python"):
+        assert machine[key]
+    for dist in ("numpy", "numba", "pandapower", "lightsim2grid"):
+        assert machine["versions"][dist]
+
+    rows = report["results"]
+    assert {r["suite"] for r in rows} == {"single", "snapshots", "simbench"}
+    assert all(r["status"] == "ok" for r in rows), [r["status"] for r in rows if r["status"] != "ok"]
+    peer_rows = [r for r in rows if r["tool"] != "gridtwin" and r["time_s"] is not None]
+    assert {r["tool"] for r in peer_rows} == {"lightsim2grid", "pandapower"}
+    for r in peer_rows:
+        assert math.isfinite(r["ratio"]), r
+        assert r["ratio"] > 0, r
+
+    (single,) = report["suites"]["single"]
+    assert single["case"] == "case14"
+    for key in ("gridtwin_s", "lightsim2grid_s", "lightsim2grid_nocache_s", "pandapower_s", "gridtwin_compile_s"):
+        assert single[key] > 0, key
+    # the three tools solve the same grid: voltages agree
+    assert single["max_dvm_lightsim2grid_pu"] < 1e-6
+    assert single["max_dvm_pandapower_pu"] < 1e-6
+
+    snaps = report["suites"]["snapshots"]
+    assert snaps["steps"] == 20
+    assert snaps["gridtwin_converged"] == snaps["lightsim2grid_converged"] == 20
+    assert snaps["max_dvm_lightsim2grid_pu"] < 1e-6
+    assert snaps["max_dvm_pandapower_pu"] < 1e-6
+
+    simbench = report["suites"]["simbench"]
+    assert simbench["gridtwin_converged"] == 20
+    assert simbench["max_dvm_pandapower_pu"] < 1e-6
+    # lightsim2grid's transformer magnetising branch differs from pandapower's by ~2e-5 pu here
+    assert simbench["max_dvm_lightsim2grid_pu"] < 1e-4
+    # with SimBench's taps applied (lightsim2grid's semantics) the MV voltages move by ~1.5 %
+    assert simbench["max_dvm_lightsim2grid_simbench_taps_pu"] > 1e-3
+
+    assert "| case14 |" in to_markdown(report)
+
+
+def test_bench_reports_missing_lightsim2grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.peers
+
+    monkeypatch.setattr(benchmarks.peers, "lightsim2grid_version", lambda: None)
+    out = tmp_path / "r.json"
+    assert main(["pf", "--smoke", "--only", "single", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    lightsim = [r for r in rows if r["tool"] == "lightsim2grid"]
+    assert len(lightsim) == 2
+    assert all(r["status"] == "not installed" and r["ratio"] is None for r in lightsim)
+    assert any(r["tool"] == "pandapower" and r["ratio"] > 0 for r in rows)
