@@ -397,7 +397,7 @@ def compile_grid(grid: Grid, slack: str | None = None) -> PFModel:
         tgt = grp_new[pos]
         ok = tgt >= 0
         ctrl[tgt[ok]] = pos[ok]
-    isolated = int((~energised[:n_group] & grp_in_service).sum())
+    isolated = int((~energised[group] & bus_in_service).sum())  # Grid buses, not merged groups
     if isolated:
         warnings.warn(
             f"{isolated} buses of {grid.name!r} are not connected to a slack; they are reported as "
