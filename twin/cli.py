@@ -41,13 +41,14 @@ __all__ = ["CommandError", "main"]
 EXIT_OK = 0
 EXIT_USAGE = 2  # user errors: unknown case, bad file, no convergence, bad arguments (argparse uses 2 too)
 
-_GRID_FILE_SUFFIXES = (".m", ".mat", ".json", ".p")
+_GRID_FILE_SUFFIXES = (".m", ".mat", ".json", ".p", ".zarr", ".zip", ".xml")
 _HELP_WIDTH = 88
 
 _CASES_HELP = (
     "CASE is a pandapower built-in case ('case9', 'case118', 'case1354pegase', 'cigre_mv'; "
     "see 'gridtwin cases'), a SimBench code ('1-MV-urban--0-sw') or a file: MATPOWER .m/.mat, "
-    "pandapower .json/.p."
+    "pandapower .json/.p, a gridtwin grid file (.json/.zarr from 'gridtwin import-cim') or CGMES (.zip, "
+    "a folder of .xml profiles)."
 )
 _OUT_HELP = (
     "write the results to FILE; the suffix picks the format: .zarr (Zarr v3 store, written atomically), "
@@ -119,6 +120,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "  gridtwin pf case1354pegase --out results.zarr\n"
             "  gridtwin pf grid.m --json > summary.json\n"
             "  gridtwin pf-ts 1-MV-urban--0-sw --steps 96 --out day.nc\n"
+            "  gridtwin import-cim model.zip --out grid.zarr\n"
             "  gridtwin cases\n"
             "  gridtwin bench --help\n"
             "\nRun 'gridtwin COMMAND --help' for the options of a command. Exit status: 0 ok, 2 error."
@@ -132,6 +134,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_pf_parser(sub)
     _add_pf_ts_parser(sub)
+    _add_import_cim_parser(sub)
     bench = sub.add_parser(
         "bench",
         help="run the benchmark suite (arguments go to benchmarks/run.py; see 'gridtwin bench --help')",
@@ -166,6 +169,74 @@ def _add_solver_options(parser: argparse.ArgumentParser, case_help: str) -> None
         "--top", type=int, default=10, metavar="N", help="how many most loaded branches to list (default: %(default)s)"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout (for scripts)")
+
+
+def _add_import_cim_parser(sub: argparse._SubParsersAction) -> None:
+    imp = sub.add_parser(
+        "import-cim",
+        help="import CGMES (CIM) files into a gridtwin grid file",
+        description=_fill(
+            "Read the profiles of one CGMES 2.4.15 model (EQ, TP, SSH, SV and boundary sets) with cimpy, map them "
+            "to gridtwin's tables (ids are the CIM mRIDs) and print the import report: objects per class, what "
+            "was imported, what was skipped and why. With --out the grid is saved as a gridtwin grid file that "
+            "'gridtwin pf FILE' and twin.load() open."
+        ),
+        epilog=(
+            "examples:\n"
+            "  gridtwin import-cim model.zip --out grid.zarr\n"
+            "  gridtwin import-cim EQ.xml TP.xml SSH.xml SV.xml --out grid.json\n"
+            "  gridtwin pf model.zip            # solve a CGMES model directly"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="XML files, a folder of them, or a .zip")
+    imp.add_argument("--out", type=Path, default=None, help="save the grid: .json (readable) or .zarr (large grids)")
+    imp.add_argument("--json", action="store_true", help="print the report as JSON on stdout (for scripts)")
+    imp.set_defaults(handler=_run_import_cim_command)
+
+
+def _run_import_cim_command(args: argparse.Namespace, out: Console, err: Console) -> int:
+    import cim
+    from twin.io.gridfile import write_grid
+
+    if args.out is not None and args.out.suffix not in (".json", ".zarr"):
+        raise CommandError(f"{args.out}: grid files are .json or .zarr", "pick one of those suffixes")
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        raise CommandError(f"no such file: {', '.join(missing)}", "check the paths")
+    paths = args.paths[0] if len(args.paths) == 1 else list(args.paths)
+    with err.status("Reading CGMES ..."), _collect_warnings() as caught:
+        grid = cim.load(paths)
+    report = grid.meta.get("cim_report")
+    if report is not None:
+        report = report.reset_index()
+    if args.out is not None:
+        write_grid(grid, args.out)
+    if args.json:
+        rows = [] if report is None else json.loads(report.to_json(orient="records"))
+        _print_json(
+            {
+                "grid": grid.name,
+                "size": {c: int(n) for c, n in grid.summary().items()},
+                "report": rows,
+                "warnings": caught,
+                "written": str(args.out) if args.out else None,
+            }
+        )
+        return EXIT_OK
+    table = Table(title=f"CGMES import: {grid.name}")
+    if report is not None:
+        for col in report.columns:
+            table.add_column(str(col))
+        for row in report.itertuples(index=False):
+            table.add_row(*[str(v) for v in row])
+    out.print(table)
+    out.print(repr(grid))
+    for w in caught:
+        err.print(Text(f"warning: {w}", style="yellow"), soft_wrap=True)
+    if args.out is not None:
+        out.print(f"written: {args.out}")
+    return EXIT_OK
 
 
 def _add_pf_parser(sub: argparse._SubParsersAction) -> None:
@@ -353,7 +424,8 @@ def _load_grid(case: str, err: Console) -> Grid:
             return twin.load(case)
         except (ValueError, OSError) as error:
             hint = (
-                "check that the file is a MATPOWER (.m/.mat) or pandapower (.json/.p) grid"
+                "check that the file is a MATPOWER (.m/.mat), pandapower (.json/.p), gridtwin (.json/.zarr) or "
+                "CGMES (.zip/.xml) grid"
                 if path.exists()
                 else "run 'gridtwin cases' for the built-in names, or give a path to a .m/.json file"
             )

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 from twin.grid import Grid
+from twin.io.gridfile import is_grid_file, read_grid
 from twin.io.matpower import from_matpower
 from twin.io.pandapower import from_pandapower
 from twin.io.simbench import from_simbench, is_simbench_code
@@ -40,7 +41,10 @@ def load(name_or_path: str | Path) -> Grid:
         - a pandapower built-in case (``"case118"``, ``"case1354pegase"``, ``"case9241pegase"``,
           ``"cigre_mv"``, ``"cigre_lv"``, ...; see :func:`builtin_case_names`);
         - a SimBench code (``"1-MV-urban--0-sw"``);
-        - a file: MATPOWER ``.m``/``.mat``, pandapower ``.json``/``.p``.
+        - a file: MATPOWER ``.m``/``.mat``, pandapower ``.json``/``.p``, a gridtwin grid file
+          (``.json``/``.zarr`` from :func:`twin.io.gridfile.write_grid`);
+        - CGMES: a ``.zip`` of profiles, a folder of ``.xml`` profiles or one ``.xml`` file
+          (read by :func:`cim.load`).
 
     Returns
     -------
@@ -76,6 +80,12 @@ def load(name_or_path: str | Path) -> Grid:
 
 def _load_file(path: Path) -> Grid:
     suffix = path.suffix.lower()
+    if is_grid_file(path):
+        return read_grid(path)
+    if suffix in (".zip", ".xml") or (path.is_dir() and any(path.glob("*.xml"))):
+        import cim  # cim builds on twin: imported here, where it is needed
+
+        return cim.load(path)
     if suffix in (".m", ".mat"):
         return from_matpower(path)
     if suffix in (".json", ".p"):
@@ -88,4 +98,7 @@ def _load_file(path: Path) -> Grid:
         grid = from_pandapower(net, name=path.stem)
         grid.meta["path"] = str(path)
         return grid
-    raise ValueError(f"{path}: unknown grid file type {suffix!r}; use .m/.mat (MATPOWER) or .json/.p (pandapower)")
+    raise ValueError(
+        f"{path}: unknown grid file type {suffix!r}; use .m/.mat (MATPOWER), .json/.p (pandapower), a gridtwin "
+        ".json/.zarr grid file, or CGMES (.zip, .xml, a folder of .xml)"
+    )
