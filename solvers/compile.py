@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from solvers.branch_model import branch_admittances, line_pi, trafo3w_to_trafos, trafo_pi
 from solvers.model import PQ, PV, REF, ElementInjection, PFModel
 from twin.topology import find_islands, merge_buses
+from twin.validate import check_grid
 
 if TYPE_CHECKING:
     from twin.grid import Grid
@@ -108,6 +109,7 @@ def compile_grid(grid: Grid, slack: str | None = None) -> PFModel:
     PFModel
     """
     t0 = time.perf_counter()
+    check_grid(grid)
     sn = float(grid.sn_mva)
     bus = grid.bus
     bus_index = pd.Index(bus.index)
