@@ -52,7 +52,7 @@ def load(
     Raises
     ------
     CgmesReadError
-        A file cannot be read or parsed (names the file), or is CGMES 3.0.
+        A file cannot be read or parsed, or mixes CGMES 2.4.15 and 3.0 files (names the file and mRID).
     CimMappingError
         The content cannot be mapped (names the mRID): a Terminal pointing to a missing node, an
         element without BaseVoltage, a zero-impedance branch.

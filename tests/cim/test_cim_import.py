@@ -158,17 +158,6 @@ def test_terminal_to_missing_node_names_the_mrid(cigre_copy: Path) -> None:
         cim.load(cigre_copy)
 
 
-def test_cgmes3_is_refused_clearly(tmp_path: Path) -> None:
-    f = tmp_path / "model_EQ.xml"
-    f.write_text(
-        '<?xml version="1.0"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
-        'xmlns:cim="http://iec.ch/TC57/CIM100#"><cim:BaseVoltage rdf:ID="_bv"/></rdf:RDF>',
-        encoding="utf-8",
-    )
-    with pytest.raises(cim.CgmesReadError, match=r"model_EQ\.xml: CGMES 3\.0.*cimpy 1\.1\.0 reads CGMES 2\.4\.15 only"):
-        cim.load(f)
-
-
 def test_unsupported_equipment_is_warned_with_counts(cigre_copy: Path) -> None:
     eq = _profile(cigre_copy, "EQ")
     extra = (
