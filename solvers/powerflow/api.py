@@ -233,7 +233,7 @@ def run_pf_timeseries(
     method: TimeseriesMethod = "auto",
     tol_mva: float = 1e-8,
     max_iter: int = 30,
-    chunk_size: int = 4096,
+    chunk_size: int = 1024,
     progress: bool = False,
     linear_solver: LinearSolverName = "auto",
 ) -> xr.Dataset:
