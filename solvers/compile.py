@@ -88,6 +88,304 @@ def _injection(
     )
 
 
+class _Nodes:
+    """Bus topology of a Grid: merged bus groups, auxiliary buses and the cuts of open branch switches."""
+
+    def __init__(self, grid: Grid) -> None:
+        bus = grid.bus
+        self.index = pd.Index(bus.index)
+        nb = len(bus)
+        sw = grid.switch
+        is_bb = (sw["et"] == "b").to_numpy()
+        closed = sw["closed"].to_numpy(bool)
+        bb = is_bb & closed
+        if (bb & (sw["z_ohm"].to_numpy(float) > 0)).any():
+            bad = sw.index[bb & (sw["z_ohm"].to_numpy(float) > 0)][:5].tolist()
+            raise NotImplementedError(
+                f"closed bus-bus switches with z_ohm > 0 ({bad}) are not modelled yet; set z_ohm=0"
+            )
+        sw_bus = self.positions(sw["bus"], "switch", "bus")
+        sw_other = np.full(len(sw), -1, dtype=np.int64)
+        if is_bb.any():
+            sw_other[is_bb] = self.positions(sw.loc[is_bb, "element"], "switch", "element")
+        self.group, self.n_group = merge_buses(nb, sw_bus[bb], sw_other[bb])
+        self.bus_in_service = bus["in_service"].to_numpy(bool)
+        self.grp_in_service = np.zeros(self.n_group, dtype=bool)
+        np.logical_or.at(self.grp_in_service, self.group, self.bus_in_service)
+        first_member = np.full(self.n_group, nb, dtype=np.int64)
+        np.minimum.at(first_member, self.group, np.arange(nb))
+        self.grp_vn = bus["vn_kv"].to_numpy(float)[first_member]
+        self.aux_vn: list[float] = []
+        open_sw = ~closed & ~is_bb
+        self.cuts = pd.DataFrame(
+            {"et": sw["et"].to_numpy()[open_sw], "element": sw["element"].to_numpy()[open_sw], "bus": sw_bus[open_sw]}
+        ).drop_duplicates()
+
+    def positions(self, ids: pd.Series, table: str, column: str) -> np.ndarray:
+        """Grid bus rows of ``ids`` (raises naming the elements with unknown bus ids)."""
+        return _bus_positions(self.index, ids, table, column)
+
+    def groups(self, df: pd.DataFrame, table: str, column: str) -> np.ndarray:
+        """Merged bus of each row's ``column`` bus."""
+        return self.group[self.positions(df[column], table, column)] if len(df) else np.zeros(0, np.int64)
+
+    def new_aux(self, vn_kv: np.ndarray) -> np.ndarray:
+        """Add auxiliary buses (open branch ends, star points); return their numbers."""
+        start = self.n_group + len(self.aux_vn)
+        self.aux_vn.extend(np.asarray(vn_kv, dtype=float).tolist())
+        return np.arange(start, start + len(vn_kv), dtype=np.int64)
+
+    def cut_open_ends(self, et: str, ids: pd.Index, end_pos: np.ndarray, ends: np.ndarray) -> None:
+        """Move branch ends behind an open switch (at Grid bus ``end_pos``) to new auxiliary buses, in place."""
+        c = self.cuts[self.cuts["et"] == et]
+        if c.empty:
+            return
+        key = pd.MultiIndex.from_arrays([c["element"].to_numpy(), c["bus"].to_numpy()])
+        m = pd.MultiIndex.from_arrays([ids.to_numpy(), end_pos]).isin(key)
+        if m.any():
+            ends[m] = self.new_aux(self.grp_vn[self.group[end_pos[m]]])
+
+    @property
+    def vn_all(self) -> np.ndarray:
+        """Nominal voltage (kV) of merged and auxiliary buses."""
+        return np.concatenate([self.grp_vn, np.asarray(self.aux_vn, dtype=float)])
+
+    @property
+    def in_service_all(self) -> np.ndarray:
+        """In-service flag of merged and auxiliary buses."""
+        return np.concatenate([self.grp_in_service, np.ones(len(self.aux_vn), dtype=bool)])
+
+
+def _add_lines(grid: Grid, nodes: _Nodes, br: _Branches) -> None:
+    line = grid.line
+    if not len(line):
+        return
+    fpos = nodes.positions(line["from_bus"], "line", "from_bus")
+    tpos = nodes.positions(line["to_bus"], "line", "to_bus")
+    f, t = nodes.group[fpos].copy(), nodes.group[tpos].copy()
+    col = {
+        c: line[c].to_numpy(float)
+        for c in (
+            "r_ohm_per_km",
+            "x_ohm_per_km",
+            "c_nf_per_km",
+            "g_us_per_km",
+            "length_km",
+            "parallel",
+            "max_i_ka",
+            "df",
+        )
+    }
+    r, x, g, b = line_pi(
+        col["r_ohm_per_km"],
+        col["x_ohm_per_km"],
+        col["c_nf_per_km"],
+        col["g_us_per_km"],
+        col["length_km"],
+        col["parallel"],
+        nodes.grp_vn[f],
+        float(grid.sn_mva),
+        float(grid.f_hz),
+    )
+    nodes.cut_open_ends("l", line.index, fpos, f)
+    nodes.cut_open_ends("l", line.index, tpos, t)
+    rate = col["max_i_ka"] * col["df"] * col["parallel"]
+    n = len(line)
+    br.add(
+        ids=line.index.to_numpy(object),
+        kind=np.full(n, "line", dtype=object),
+        f=f,
+        t=t,
+        r=r,
+        x=x,
+        g=g,
+        b=b,
+        g_asym=np.zeros(n),
+        b_asym=np.zeros(n),
+        ratio=np.ones(n),
+        shift=np.zeros(n),
+        in_service=line["in_service"].to_numpy(bool),
+        vn_f=nodes.grp_vn[nodes.group[fpos]],
+        vn_t=nodes.grp_vn[nodes.group[tpos]],
+        rate_f=rate,
+        rate_t=rate,
+        i_side=np.zeros(n, dtype=np.int64),
+    )
+
+
+def _add_trafos(grid: Grid, nodes: _Nodes, br: _Branches) -> None:
+    trafo = grid.trafo
+    if not len(trafo):
+        return
+    hpos = nodes.positions(trafo["hv_bus"], "trafo", "hv_bus")
+    lpos = nodes.positions(trafo["lv_bus"], "trafo", "lv_bus")
+    f, t = nodes.group[hpos].copy(), nodes.group[lpos].copy()
+    inp = _trafo_inputs(trafo)
+    pi = trafo_pi(vn_hv_bus_kv=nodes.grp_vn[f], vn_lv_bus_kv=nodes.grp_vn[t], sys_sn_mva=float(grid.sn_mva), **inp)
+    nodes.cut_open_ends("t", trafo.index, hpos, f)
+    nodes.cut_open_ends("t", trafo.index, lpos, t)
+    s_rated = trafo["sn_mva"].to_numpy(float) * trafo["df"].to_numpy(float) * trafo["parallel"].to_numpy(float)
+    n = len(trafo)
+    br.add(
+        ids=trafo.index.to_numpy(object),
+        kind=np.full(n, "trafo", dtype=object),
+        f=f,
+        t=t,
+        **_pi_columns(pi),
+        in_service=trafo["in_service"].to_numpy(bool),
+        vn_f=nodes.grp_vn[nodes.group[hpos]],
+        vn_t=nodes.grp_vn[nodes.group[lpos]],
+        rate_f=s_rated / (SQRT3 * inp["vn_hv_kv"]),
+        rate_t=s_rated / (SQRT3 * inp["vn_lv_kv"]),
+        i_side=np.ones(n, dtype=np.int64),
+    )
+
+
+def _add_trafo3w(grid: Grid, nodes: _Nodes, br: _Branches) -> None:
+    """Three-winding transformers: three branches meeting at an auxiliary star-point bus."""
+    t3 = grid.trafo3w
+    if not len(t3):
+        return
+    pos3 = {s: nodes.positions(t3[f"{s}_bus"], "trafo3w", f"{s}_bus") for s in ("hv", "mv", "lv")}
+    star = nodes.new_aux(nodes.grp_vn[nodes.group[pos3["hv"]]])
+    n = len(t3)
+    for side, inp in trafo3w_to_trafos({c: t3[c].to_numpy() for c in t3.columns}).items():
+        outer = nodes.group[pos3[side]].copy()
+        nodes.cut_open_ends("t3", t3.index, pos3[side], outer)
+        f, t = (outer, star) if side == "hv" else (star, outer)
+        vn_all = nodes.vn_all
+        pi = trafo_pi(vn_hv_bus_kv=vn_all[f], vn_lv_bus_kv=vn_all[t], sys_sn_mva=float(grid.sn_mva), **inp)
+        rated = inp["sn_mva"] / (SQRT3 * (inp["vn_hv_kv"] if side == "hv" else inp["vn_lv_kv"]))
+        inf = np.full(n, np.inf)
+        br.add(
+            ids=np.array([f"{i}/{side}" for i in t3.index], dtype=object),
+            kind=np.full(n, "trafo3w", dtype=object),
+            f=f,
+            t=t,
+            **_pi_columns(pi),
+            in_service=t3["in_service"].to_numpy(bool),
+            vn_f=vn_all[f],
+            vn_t=vn_all[t],
+            rate_f=rated if side == "hv" else inf,
+            rate_t=inf if side == "hv" else rated,
+            i_side=np.full(n, 1 if side == "hv" else 2, dtype=np.int64),
+        )
+
+
+def _pi_columns(pi: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {
+        "r": pi["r"],
+        "x": pi["x"],
+        "g": pi["g"],
+        "b": pi["b"],
+        "g_asym": pi["g_asym"],
+        "b_asym": pi["b_asym"],
+        "ratio": pi["ratio"],
+        "shift": pi["shift_degree"],
+    }
+
+
+def _references(grid: Grid, nodes: _Nodes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merged bus, vm (pu) and va (degree) of every in-service slack (ext_grid, gen with slack=True)."""
+    ext, gen = grid.ext_grid, grid.gen
+    ext_on = ext["in_service"].to_numpy(bool)
+    gen_slack = gen["slack"].to_numpy(bool) & gen["in_service"].to_numpy(bool)
+    ref_grp = np.concatenate([nodes.groups(ext, "ext_grid", "bus")[ext_on], nodes.groups(gen, "gen", "bus")[gen_slack]])
+    ref_vm = np.concatenate([ext["vm_pu"].to_numpy(float)[ext_on], gen["vm_pu"].to_numpy(float)[gen_slack]])
+    ref_va = np.concatenate([ext["va_degree"].to_numpy(float)[ext_on], np.zeros(int(gen_slack.sum()))])
+    keep = nodes.in_service_all[ref_grp]
+    return ref_grp[keep], ref_vm[keep], ref_va[keep]
+
+
+def _bus_types(
+    grid: Grid, nodes: _Nodes, new_idx: np.ndarray, n: int, refs: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """PQ/PV/REF per compiled bus and the set-point voltages (first set-point on a bus wins, REF over PV)."""
+    bus_type = np.full(n, PQ, dtype=np.int64)
+    v_set = np.ones(n, dtype=np.complex128)
+    gen = grid.gen
+    is_pv = gen["in_service"].to_numpy(bool) & ~gen["slack"].to_numpy(bool)
+    pv_new = new_idx[nodes.groups(gen, "gen", "bus")[is_pv]]
+    pv_vm = gen["vm_pu"].to_numpy(float)[is_pv]
+    ok = pv_new >= 0
+    pv_bus, first = np.unique(pv_new[ok], return_index=True)
+    bus_type[pv_bus] = PV
+    v_set[pv_bus] = pv_vm[ok][first]
+    ref_grp, ref_vm, ref_va = refs
+    ref_bus, first = np.unique(new_idx[ref_grp], return_index=True)
+    bus_type[ref_bus] = REF
+    v_set[ref_bus] = ref_vm[first] * np.exp(1j * np.deg2rad(ref_va[first]))
+    return bus_type, v_set
+
+
+def _shunts(grid: Grid, nodes: _Nodes, new_idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shunt admittance (pu) per compiled bus and per Grid bus."""
+    y_sh = np.zeros(n, dtype=np.complex128)
+    y_sh_grid = np.zeros(len(nodes.index), dtype=np.complex128)
+    shunt = grid.shunt
+    if len(shunt):
+        pos = nodes.positions(shunt["bus"], "shunt", "bus")
+        grp = nodes.group[pos]
+        vn_all = nodes.vn_all
+        ok = shunt["in_service"].to_numpy(bool) & (new_idx[grp] >= 0)
+        vn_sh = shunt["vn_kv"].to_numpy(float)
+        vn_sh = np.where(np.isnan(vn_sh), vn_all[grp], vn_sh)
+        y = (
+            (shunt["p_mw"].to_numpy(float) - 1j * shunt["q_mvar"].to_numpy(float))
+            * shunt["step"].to_numpy(float)
+            * (vn_all[grp] / vn_sh) ** 2
+            / float(grid.sn_mva)
+        )
+        np.add.at(y_sh, new_idx[grp][ok], y[ok])
+        np.add.at(y_sh_grid, pos[ok], y[ok])
+    return y_sh, y_sh_grid
+
+
+def _injections(grid: Grid, nodes: _Nodes, new_idx: np.ndarray, bus_type: np.ndarray) -> dict[str, ElementInjection]:
+    """Loads, sgens, storage and gens mapped to compiled buses (gens on REF buses schedule no P)."""
+    load = grid.load
+    zip_cols = ["const_z_p_percent", "const_i_p_percent", "const_z_q_percent", "const_i_q_percent"]
+    zip_used = (load[zip_cols].to_numpy(float) != 0).any(axis=1) & load["in_service"].to_numpy(bool)
+    if zip_used.any():
+        raise NotImplementedError(
+            f"loads {load.index[zip_used][:5].tolist()} have voltage-dependent (ZIP) shares; gridtwin models "
+            "constant-power loads only so far. Set the const_z_*/const_i_* columns to 0."
+        )
+    out = {}
+    for table, sign in (("load", -1.0), ("sgen", 1.0), ("storage", -1.0), ("gen", 1.0)):
+        e = _injection(grid[table], nodes.group, nodes.index, table, sign, has_q=table != "gen")
+        b_new = np.where(e.bus_idx >= 0, new_idx[np.maximum(e.bus_idx, 0)], -1).astype(np.int64)
+        if table == "gen":  # the slack balances P on REF buses
+            b_new = np.where((b_new >= 0) & (bus_type[np.maximum(b_new, 0)] == REF), -1, b_new)
+        out[table] = ElementInjection(e.ids, b_new, e.grid_bus_pos, e.p_mw, e.q_mvar, e.scaling, e.sign)
+    return out
+
+
+def _balancing_buses(grid: Grid, nodes: _Nodes, grid_to_compiled: np.ndarray, n: int) -> np.ndarray:
+    """Per compiled bus, the Grid bus hosting its first ext_grid (else first gen): it takes the balancing P/Q."""
+    ctrl = np.full(n, -1, dtype=np.int64)
+    for table in ("gen", "ext_grid"):  # ext_grid last: it wins over gens
+        df = grid[table]
+        if not len(df):
+            continue
+        pos = nodes.positions(df["bus"], table, "bus")[df["in_service"].to_numpy(bool)][::-1]  # first wins
+        tgt = grid_to_compiled[pos]
+        ok = tgt >= 0
+        ctrl[tgt[ok]] = pos[ok]
+    return ctrl
+
+
+def _ybus(n: int, f: np.ndarray, t: np.ndarray, y: tuple[np.ndarray, ...], y_sh: np.ndarray) -> sp.csr_matrix:
+    """Bus admittance matrix (pu), sorted CSR with an explicit diagonal."""
+    yff, yft, ytf, ytt = y
+    rows = np.concatenate([f, f, t, t, np.arange(n)])
+    cols = np.concatenate([f, t, f, t, np.arange(n)])
+    ybus = sp.csr_matrix((np.concatenate([yff, yft, ytf, ytt, y_sh]), (rows, cols)), shape=(n, n))
+    ybus.sum_duplicates()
+    ybus.sort_indices()
+    return ybus
+
+
 def compile_grid(grid: Grid, slack: str | None = None) -> PFModel:
     """Compile a Grid into the arrays the power-flow kernels use.
 
@@ -110,296 +408,44 @@ def compile_grid(grid: Grid, slack: str | None = None) -> PFModel:
     """
     t0 = time.perf_counter()
     check_grid(grid)
-    sn = float(grid.sn_mva)
-    bus = grid.bus
-    bus_index = pd.Index(bus.index)
-    nb = len(bus)
-    if nb == 0:
+    if grid.n_bus == 0:
         raise ValueError(f"grid {grid.name!r} has no buses")
-
-    # --- switches: merge closed bus-bus switches ----------------------------------------------
-    sw = grid.switch
-    is_bb = (sw["et"] == "b").to_numpy()
-    closed = sw["closed"].to_numpy(bool)
-    bb = is_bb & closed
-    if (bb & (sw["z_ohm"].to_numpy(float) > 0)).any():
-        bad = sw.index[bb & (sw["z_ohm"].to_numpy(float) > 0)][:5].tolist()
-        raise NotImplementedError(f"closed bus-bus switches with z_ohm > 0 ({bad}) are not modelled yet; set z_ohm=0")
-    sw_bus = _bus_positions(bus_index, sw["bus"], "switch", "bus")
-    sw_other = np.full(len(sw), -1, dtype=np.int64)
-    if is_bb.any():
-        sw_other[is_bb] = _bus_positions(bus_index, sw.loc[is_bb, "element"], "switch", "element")
-    group, n_group = merge_buses(nb, sw_bus[bb], sw_other[bb])
-    bus_in_service = bus["in_service"].to_numpy(bool)
-    grp_in_service = np.zeros(n_group, dtype=bool)
-    np.logical_or.at(grp_in_service, group, bus_in_service)
-    grp_vn = np.zeros(n_group)
-    first_member = np.full(n_group, nb, dtype=np.int64)
-    np.minimum.at(first_member, group, np.arange(nb))
-    grp_vn = bus["vn_kv"].to_numpy(float)[first_member]
-    aux_vn: list[float] = []
-
-    def new_aux(vn_kv: np.ndarray) -> np.ndarray:
-        start = n_group + len(aux_vn)
-        aux_vn.extend(vn_kv.tolist())
-        return np.arange(start, start + len(vn_kv), dtype=np.int64)
-
-    # open branch switches: (table, element id) -> set of bus positions where the branch is cut
-    open_sw = ~closed & ~is_bb
-    cut = pd.DataFrame(
-        {"et": sw["et"].to_numpy()[open_sw], "element": sw["element"].to_numpy()[open_sw], "bus": sw_bus[open_sw]}
-    ).drop_duplicates()
-
-    def cut_mask(et: str, ids: pd.Index, end_pos: np.ndarray) -> np.ndarray:
-        c = cut[cut["et"] == et]
-        if c.empty:
-            return np.zeros(len(ids), dtype=bool)
-        key = pd.MultiIndex.from_arrays([c["element"].to_numpy(), c["bus"].to_numpy()])
-        return pd.MultiIndex.from_arrays([ids.to_numpy(), end_pos]).isin(key)
-
+    nodes = _Nodes(grid)
     br = _Branches()
-    # --- lines ---------------------------------------------------------------------------------
-    line = grid.line
-    if len(line):
-        fpos = _bus_positions(bus_index, line["from_bus"], "line", "from_bus")
-        tpos = _bus_positions(bus_index, line["to_bus"], "line", "to_bus")
-        f, t = group[fpos].copy(), group[tpos].copy()
-        base_kv = grp_vn[f]
-        r, x, g, b = line_pi(
-            line["r_ohm_per_km"].to_numpy(float),
-            line["x_ohm_per_km"].to_numpy(float),
-            line["c_nf_per_km"].to_numpy(float),
-            line["g_us_per_km"].to_numpy(float),
-            line["length_km"].to_numpy(float),
-            line["parallel"].to_numpy(float),
-            base_kv,
-            sn,
-            float(grid.f_hz),
-        )
-        for end_pos, ends in ((fpos, f), (tpos, t)):
-            m = cut_mask("l", line.index, end_pos)
-            if m.any():
-                ends[m] = new_aux(grp_vn[group[end_pos[m]]])
-        rate = line["max_i_ka"].to_numpy(float) * line["df"].to_numpy(float) * line["parallel"].to_numpy(float)
-        n = len(line)
-        br.add(
-            ids=line.index.to_numpy(object),
-            kind=np.full(n, "line", dtype=object),
-            f=f,
-            t=t,
-            r=r,
-            x=x,
-            g=g,
-            b=b,
-            g_asym=np.zeros(n),
-            b_asym=np.zeros(n),
-            ratio=np.ones(n),
-            shift=np.zeros(n),
-            in_service=line["in_service"].to_numpy(bool),
-            vn_f=grp_vn[group[fpos]],
-            vn_t=grp_vn[group[tpos]],
-            rate_f=rate,
-            rate_t=rate,
-            i_side=np.zeros(n, dtype=np.int64),
-        )
-    # --- two-winding transformers ----------------------------------------------------------------
-    trafo = grid.trafo
-    if len(trafo):
-        hpos = _bus_positions(bus_index, trafo["hv_bus"], "trafo", "hv_bus")
-        lpos = _bus_positions(bus_index, trafo["lv_bus"], "trafo", "lv_bus")
-        f, t = group[hpos].copy(), group[lpos].copy()
-        inp = _trafo_inputs(trafo)
-        pi = trafo_pi(vn_hv_bus_kv=grp_vn[f], vn_lv_bus_kv=grp_vn[t], sys_sn_mva=sn, **inp)
-        for end_pos, ends in ((hpos, f), (lpos, t)):
-            m = cut_mask("t", trafo.index, end_pos)
-            if m.any():
-                ends[m] = new_aux(grp_vn[group[end_pos[m]]])
-        s_rated = trafo["sn_mva"].to_numpy(float) * trafo["df"].to_numpy(float) * trafo["parallel"].to_numpy(float)
-        n = len(trafo)
-        br.add(
-            ids=trafo.index.to_numpy(object),
-            kind=np.full(n, "trafo", dtype=object),
-            f=f,
-            t=t,
-            r=pi["r"],
-            x=pi["x"],
-            g=pi["g"],
-            b=pi["b"],
-            g_asym=pi["g_asym"],
-            b_asym=pi["b_asym"],
-            ratio=pi["ratio"],
-            shift=pi["shift_degree"],
-            in_service=trafo["in_service"].to_numpy(bool),
-            vn_f=grp_vn[group[hpos]],
-            vn_t=grp_vn[group[lpos]],
-            rate_f=s_rated / (SQRT3 * inp["vn_hv_kv"]),
-            rate_t=s_rated / (SQRT3 * inp["vn_lv_kv"]),
-            i_side=np.ones(n, dtype=np.int64),
-        )
-    # --- three-winding transformers: star point = auxiliary bus --------------------------------
-    t3 = grid.trafo3w
-    if len(t3):
-        pos3 = {s: _bus_positions(bus_index, t3[f"{s}_bus"], "trafo3w", f"{s}_bus") for s in ("hv", "mv", "lv")}
-        star = new_aux(grp_vn[group[pos3["hv"]]])
-        sides = trafo3w_to_trafos({c: t3[c].to_numpy() for c in t3.columns})
-        n = len(t3)
-        for side, inp in sides.items():
-            outer = group[pos3[side]].copy()
-            m = cut_mask("t3", t3.index, pos3[side])
-            if m.any():
-                outer[m] = new_aux(grp_vn[group[pos3[side][m]]])
-            f, t = (outer, star) if side == "hv" else (star, outer)
-            vn_all = np.concatenate([grp_vn, np.asarray(aux_vn)])
-            pi = trafo_pi(vn_hv_bus_kv=vn_all[f], vn_lv_bus_kv=vn_all[t], sys_sn_mva=sn, **inp)
-            rated = inp["sn_mva"] / (SQRT3 * (inp["vn_hv_kv"] if side == "hv" else inp["vn_lv_kv"]))
-            inf = np.full(n, np.inf)
-            br.add(
-                ids=np.array([f"{i}/{side}" for i in t3.index], dtype=object),
-                kind=np.full(n, "trafo3w", dtype=object),
-                f=f,
-                t=t,
-                r=pi["r"],
-                x=pi["x"],
-                g=pi["g"],
-                b=pi["b"],
-                g_asym=pi["g_asym"],
-                b_asym=pi["b_asym"],
-                ratio=pi["ratio"],
-                shift=pi["shift_degree"],
-                in_service=t3["in_service"].to_numpy(bool),
-                vn_f=vn_all[f],
-                vn_t=vn_all[t],
-                rate_f=rated if side == "hv" else inf,
-                rate_t=inf if side == "hv" else rated,
-                i_side=np.full(n, 1 if side == "hv" else 2, dtype=np.int64),
-            )
-
-    n_all = n_group + len(aux_vn)
-    all_vn = np.concatenate([grp_vn, np.asarray(aux_vn, dtype=float)])
-    all_in_service = np.concatenate([grp_in_service, np.ones(len(aux_vn), dtype=bool)])
+    _add_lines(grid, nodes, br)
+    _add_trafos(grid, nodes, br)
+    _add_trafo3w(grid, nodes, br)
+    in_service_all = nodes.in_service_all
     bf, bt = br.get("f", np.int64), br.get("t", np.int64)
-    active = br.get("in_service", bool) & all_in_service[bf] & all_in_service[bt] if len(bf) else np.zeros(0, bool)
+    active = br.get("in_service", bool) & in_service_all[bf] & in_service_all[bt] if len(bf) else np.zeros(0, bool)
 
-    # --- slack / PV buses --------------------------------------------------------------------------
-    ext = grid.ext_grid
-    ext_on = ext["in_service"].to_numpy(bool)
-    ext_grp = group[_bus_positions(bus_index, ext["bus"], "ext_grid", "bus")] if len(ext) else np.zeros(0, np.int64)
-    gen = grid.gen
-    gen_on = gen["in_service"].to_numpy(bool)
-    gen_grp = group[_bus_positions(bus_index, gen["bus"], "gen", "bus")] if len(gen) else np.zeros(0, np.int64)
-    gen_slack = gen["slack"].to_numpy(bool) & gen_on
-    ref_grp = np.concatenate([ext_grp[ext_on], gen_grp[gen_slack]])
-    ref_vm = np.concatenate([ext["vm_pu"].to_numpy(float)[ext_on], gen["vm_pu"].to_numpy(float)[gen_slack]])
-    ref_va = np.concatenate([ext["va_degree"].to_numpy(float)[ext_on], np.zeros(int(gen_slack.sum()))])
-    keep = all_in_service[ref_grp]
-    ref_grp, ref_vm, ref_va = ref_grp[keep], ref_vm[keep], ref_va[keep]
-
-    island = find_islands(n_all, bf[active], bt[active])
+    # energised islands: those holding a slack
+    island = find_islands(len(in_service_all), bf[active], bt[active])
+    refs = _references(grid, nodes)
     if slack is not None:
-        ref_grp, ref_vm, ref_va = _override_slack(slack, bus_index, group, ext, gen, island, ref_grp, ref_vm, ref_va)
-    if len(ref_grp) == 0:
+        refs = _override_slack(slack, nodes.index, nodes.group, grid.ext_grid, grid.gen, island, *refs)
+    if len(refs[0]) == 0:
         raise ValueError(f"grid {grid.name!r} has no slack: add an ext_grid or a gen with slack=True, or pass slack=ID")
     energised_island = np.zeros(island.max() + 1, dtype=bool)
-    energised_island[island[ref_grp]] = True
-    energised = energised_island[island] & all_in_service
-
-    # renumber energised buses 0..n-1
-    new_idx = np.full(n_all, -1, dtype=np.int64)
-    new_idx[energised] = np.arange(int(energised.sum()))
+    energised_island[island[refs[0]]] = True
+    energised = energised_island[island] & in_service_all
     n = int(energised.sum())
-    bus_type = np.full(n, PQ, dtype=np.int64)
-    v_set = np.ones(n, dtype=np.complex128)
-    # PV first, REF overrides (first set-point on a bus wins, as pandapower)
-    pv_grp = gen_grp[gen_on & ~gen["slack"].to_numpy(bool)]
-    pv_vm = gen["vm_pu"].to_numpy(float)[gen_on & ~gen["slack"].to_numpy(bool)]
-    pv_ok = new_idx[pv_grp] >= 0 if len(pv_grp) else np.zeros(0, bool)
-    pv_new, first = np.unique(new_idx[pv_grp[pv_ok]], return_index=True)
-    bus_type[pv_new] = PV
-    v_set[pv_new] = pv_vm[pv_ok][first]
-    ref_new, first = np.unique(new_idx[ref_grp], return_index=True)
-    bus_type[ref_new] = REF
-    v_set[ref_new] = ref_vm[first] * np.exp(1j * np.deg2rad(ref_va[first]))
+    new_idx = np.full(len(in_service_all), -1, dtype=np.int64)
+    new_idx[energised] = np.arange(n)
+    grid_to_compiled = new_idx[: nodes.n_group][nodes.group]
 
-    # --- shunts --------------------------------------------------------------------------------------
-    y_sh = np.zeros(n, dtype=np.complex128)
-    y_sh_grid = np.zeros(nb, dtype=np.complex128)
-    shunt = grid.shunt
-    if len(shunt):
-        sh_grp = group[_bus_positions(bus_index, shunt["bus"], "shunt", "bus")]
-        sh_new = new_idx[sh_grp]
-        ok = shunt["in_service"].to_numpy(bool) & (sh_new >= 0)
-        vn_sh = shunt["vn_kv"].to_numpy(float)
-        vn_sh = np.where(np.isnan(vn_sh), all_vn[sh_grp], vn_sh)
-        v_ratio = (all_vn[sh_grp] / vn_sh) ** 2
-        step = shunt["step"].to_numpy(float)
-        y = (shunt["p_mw"].to_numpy(float) - 1j * shunt["q_mvar"].to_numpy(float)) * step * v_ratio / sn
-        np.add.at(y_sh, sh_new[ok], y[ok])
-        np.add.at(y_sh_grid, _bus_positions(bus_index, shunt["bus"], "shunt", "bus")[ok], y[ok])
-
-    # --- branches in compiled numbering ------------------------------------------------------------
+    bus_type, v_set = _bus_types(grid, nodes, new_idx, n, refs)
+    y_sh, y_sh_grid = _shunts(grid, nodes, new_idx, n)
     f_new = new_idx[bf] if len(bf) else bf
     t_new = new_idx[bt] if len(bt) else bt
     active &= (f_new >= 0) & (t_new >= 0)
-    yff, yft, ytf, ytt = branch_admittances(
-        br.get("r"),
-        br.get("x"),
-        br.get("g"),
-        br.get("b"),
-        br.get("g_asym"),
-        br.get("b_asym"),
-        br.get("ratio"),
-        br.get("shift"),
-    )
-    a = active
-    rows = np.concatenate([f_new[a], f_new[a], t_new[a], t_new[a], np.arange(n)])
-    cols = np.concatenate([f_new[a], t_new[a], f_new[a], t_new[a], np.arange(n)])
-    vals = np.concatenate([yff[a], yft[a], ytf[a], ytt[a], y_sh])
-    ybus = sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
-    ybus.sum_duplicates()
-    ybus.sort_indices()
-    x = br.get("x")
-    ratio = br.get("ratio")
+    y_branch = branch_admittances(*(br.get(c) for c in ("r", "x", "g", "b", "g_asym", "b_asym", "ratio", "shift")))
+    ybus = _ybus(n, f_new[active], t_new[active], tuple(y[active] for y in y_branch), y_sh)
+    x, ratio = br.get("x"), br.get("ratio")
     with np.errstate(divide="ignore"):
         b_dc = np.where(x != 0, 1.0 / (x * np.where(ratio != 0, ratio, 1.0)), 0.0)
-
-    # --- injections ----------------------------------------------------------------------------------
-    grp_new = new_idx[:n_group][group]  # compiled bus of each Grid bus
-
-    def inj(table: str, sign: float, has_q: bool = True) -> ElementInjection:
-        df = grid[table]
-        e = _injection(df, group, bus_index, table, sign, has_q)
-        b_new = np.where(e.bus_idx >= 0, new_idx[np.maximum(e.bus_idx, 0)], -1)
-        return ElementInjection(e.ids, b_new.astype(np.int64), e.grid_bus_pos, e.p_mw, e.q_mvar, e.scaling, e.sign)
-
-    load = grid.load
-    zip_cols = ["const_z_p_percent", "const_i_p_percent", "const_z_q_percent", "const_i_q_percent"]
-    zip_used = (load[zip_cols].to_numpy(float) != 0).any(axis=1) & load["in_service"].to_numpy(bool)
-    if zip_used.any():
-        raise NotImplementedError(
-            f"loads {load.index[zip_used][:5].tolist()} have voltage-dependent (ZIP) shares; gridtwin models "
-            "constant-power loads only so far. Set the const_z_*/const_i_* columns to 0."
-        )
-    gen_inj = inj("gen", 1.0, has_q=False)
-    # gens on REF buses do not set P (the slack balances); keep them out of scheduled injections
-    on_ref = (gen_inj.bus_idx >= 0) & (bus_type[np.maximum(gen_inj.bus_idx, 0)] == REF)
-    gen_inj = ElementInjection(
-        gen_inj.ids,
-        np.where(on_ref, -1, gen_inj.bus_idx),
-        gen_inj.grid_bus_pos,
-        gen_inj.p_mw,
-        gen_inj.q_mvar,
-        gen_inj.scaling,
-        1.0,
-    )
-    # the Grid bus that takes the balancing P/Q of each REF/PV bus: its first ext_grid, else first gen
-    ctrl = np.full(n, -1, dtype=np.int64)
-    gen_pos_on = _bus_positions(bus_index, gen["bus"], "gen", "bus")[gen_on] if len(gen) else np.zeros(0, np.int64)
-    ext_pos_on = _bus_positions(bus_index, ext["bus"], "ext_grid", "bus")[ext_on] if len(ext) else np.zeros(0, np.int64)
-    for pos in (gen_pos_on[::-1], ext_pos_on[::-1]):  # reversed: the first element wins, ext_grid over gen
-        tgt = grp_new[pos]
-        ok = tgt >= 0
-        ctrl[tgt[ok]] = pos[ok]
-    isolated = int((~energised[group] & bus_in_service).sum())  # Grid buses, not merged groups
+    injections = _injections(grid, nodes, new_idx, bus_type)
+    isolated = int((~energised[nodes.group] & nodes.bus_in_service).sum())  # Grid buses, not merged groups
     if isolated:
         warnings.warn(
             f"{isolated} buses of {grid.name!r} are not connected to a slack; they are reported as "
@@ -408,28 +454,28 @@ def compile_grid(grid: Grid, slack: str | None = None) -> PFModel:
         )
     return PFModel(
         name=grid.name,
-        base_mva=sn,
+        base_mva=float(grid.sn_mva),
         f_hz=float(grid.f_hz),
         n_bus=n,
         bus_type=bus_type,
-        vn_kv=all_vn[energised],
+        vn_kv=nodes.vn_all[energised],
         v_set=v_set,
         y_shunt_pu=y_sh,
-        grid_bus_ids=bus.index.to_numpy(object),
-        grid_bus_idx=grp_new.astype(np.int64),
+        grid_bus_ids=grid.bus.index.to_numpy(object),
+        grid_bus_idx=grid_to_compiled.astype(np.int64),
         island=np.unique(island[energised], return_inverse=True)[1].astype(np.int64),
         grid_bus_y_shunt_pu=y_sh_grid,
-        ctrl_grid_bus_pos=ctrl,
+        ctrl_grid_bus_pos=_balancing_buses(grid, nodes, grid_to_compiled, n),
         ybus=ybus,
         branch_ids=br.get("ids"),
         branch_kind=br.get("kind"),
         branch_active=active,
         f_idx=np.where(active, f_new, -1).astype(np.int64),
         t_idx=np.where(active, t_new, -1).astype(np.int64),
-        yff=yff,
-        yft=yft,
-        ytf=ytf,
-        ytt=ytt,
+        yff=y_branch[0],
+        yft=y_branch[1],
+        ytf=y_branch[2],
+        ytt=y_branch[3],
         vn_from_kv=br.get("vn_f"),
         vn_to_kv=br.get("vn_t"),
         rate_from_ka=br.get("rate_f"),
@@ -437,10 +483,10 @@ def compile_grid(grid: Grid, slack: str | None = None) -> PFModel:
         i_side=br.get("i_side", np.int64),
         b_dc_pu=b_dc,
         shift_rad=np.deg2rad(br.get("shift")),
-        load=inj("load", -1.0),
-        sgen=inj("sgen", 1.0),
-        storage=inj("storage", -1.0),
-        gen=gen_inj,
+        load=injections["load"],
+        sgen=injections["sgen"],
+        storage=injections["storage"],
+        gen=injections["gen"],
         meta={"compile_time_s": time.perf_counter() - t0, "grid": grid.name},
     )
 
