@@ -535,6 +535,46 @@ NOTES = [
 ]
 
 
+def run_cim_import(repeats: int) -> list[Row]:
+    """CGMES import time of each ENTSO-E set in :data:`benchmarks.cim_import.CIM_CASES`, gridtwin as reference."""
+    from benchmarks.cim_import import CIM_CASES, entsoe_folder, time_imports
+
+    rows: list[Row] = []
+    for name, file in CIM_CASES:
+        path = entsoe_folder() / file
+        if not path.exists():
+            rows.append(
+                Row(
+                    suite="cim",
+                    case=name,
+                    tool="gridtwin",
+                    setting="cim.load",
+                    key="gridtwin",
+                    status=f"not found: {path}",
+                )
+            )
+            continue
+        print(f"[bench] CGMES import: {name}", file=sys.stderr)
+        case_rows = []
+        for r in time_imports(path, repeats):
+            row = Row(
+                suite="cim",
+                case=name,
+                tool=r["tool"],
+                setting=r["setting"],
+                key=r["tool"],
+                status=r["status"],
+                time_s=r.get("time_s"),
+                is_reference=r["tool"] == "gridtwin",
+            )
+            row.times_s = r.get("times_s", [])
+            row.note = f"{r['n_bus']} buses" if "n_bus" in r else ""
+            case_rows.append(row)
+        _set_ratio(case_rows, case_rows[0])
+        rows += case_rows
+    return rows
+
+
 def _config(args: argparse.Namespace) -> SuiteConfig:
     if args.smoke:
         cfg = SuiteConfig(
@@ -558,7 +598,7 @@ def _config(args: argparse.Namespace) -> SuiteConfig:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("suite", choices=["pf"], help="suite to run: 'pf' (AC power flow)")
+    p.add_argument("suite", choices=["pf", "cim"], help="suite to run: 'pf' (AC power flow) or 'cim' (CGMES import)")
     p.add_argument("--quick", action="store_true", help="fewer repeats and steps (smoke check of the suite)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (default 7, quick 3)")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (default bench-pf-<UTC time>.json)")
@@ -575,8 +615,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = _config(args)
     parts = args.only or [s for s in SUITES if s != "year" or args.full_year]
+    if args.suite == "cim":
+        parts = []
     t0 = time.perf_counter()
     rows: list[Row] = []
+    if args.suite == "cim":
+        rows += run_cim_import(args.repeats or 3)
     if "single" in parts:
         for name in cfg.single_cases:
             print(f"[bench] single power flow: {name}", file=sys.stderr)
@@ -599,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         "notes": NOTES,
         "wall_time_s": time.perf_counter() - t0,
     }
-    out = args.out or Path(f"bench-pf-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json")
+    out = args.out or Path(f"bench-{args.suite}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json")
     out.write_text(json.dumps(report, indent=2, default=float))
     m = report["machine"]
     print(f"\n{m['cpu_model']}, {m['cores']} cores, numba threads {m['numba_threads']}, {m['date_utc']}\n")
