@@ -16,12 +16,11 @@ Public API (contract used by the CLI, benchmarks and later issues):
 """
 
 from solvers.compile import compile_grid
-from solvers.model import PFModel, PFOptions
+from solvers.model import PFModel
 from solvers.powerflow import PowerFlowNotConverged, run_dc, run_pf, run_pf_timeseries, solve_voltages
 
 __all__ = [
     "PFModel",
-    "PFOptions",
     "PowerFlowNotConverged",
     "compile_grid",
     "run_dc",

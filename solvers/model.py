@@ -7,20 +7,17 @@ Index kinds (never mixed): ``*_id`` stable string ids, ``*_pos`` rows of a Grid 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-__all__ = ["BRANCH_KINDS", "BusIdx", "ElementInjection", "GridPos", "PFModel", "PFOptions"]
+__all__ = ["BusIdx", "ElementInjection", "GridPos", "PFModel"]
 
 BusIdx = NDArray[np.int64]
 """Positions in the compiled bus arrays (``*_idx``)."""
 GridPos = NDArray[np.int64]
 """Row positions in a Grid table (``*_pos``)."""
-
-BRANCH_KINDS = ("line", "trafo", "trafo3w")
 
 # Bus types as in MATPOWER.
 PQ, PV, REF = 1, 2, 3
@@ -147,23 +144,3 @@ class PFModel:
             "pv": int((self.bus_type == PV).sum()),
             "ref": int((self.bus_type == REF).sum()),
         }
-
-
-@dataclass(frozen=True, slots=True)
-class PFOptions:
-    """Options of the Newton-Raphson power flow.
-
-    Parameters
-    ----------
-    tol_mva : float
-        Convergence tolerance on the largest bus power mismatch, MVA.
-    max_iter : int
-        Newton iterations before giving up.
-    init : {"auto", "flat", "dc"}
-        Start point: ``"dc"`` solves a DC power flow for angles (used by ``"auto"`` when the grid
-        has phase-shifting transformers), ``"flat"`` starts from set-points and 0 angles.
-    """
-
-    tol_mva: float = 1e-8
-    max_iter: int = 30
-    init: Literal["auto", "flat", "dc"] = "auto"
