@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from cim.mapping.nodes import CimMappingError, Terminals, mrid
 if TYPE_CHECKING:
     from cim.read import CimModel
 
-__all__ = ["map_lines", "map_trafos", "patl_ka"]
+__all__ = ["Lines", "map_lines", "map_trafos", "patl_ka"]
 
 
 def patl_ka(model: CimModel) -> dict[str, float]:
@@ -52,21 +53,117 @@ def patl_ka(model: CimModel) -> dict[str, float]:
     return out
 
 
-def map_lines(model: CimModel, terms: Terminals, f_hz: float, limits: dict[str, float]) -> pd.DataFrame:
-    """Return the ``line`` table from ACLineSegments (totals as per-km values on 1 km).
+@dataclass
+class Lines:
+    """ACLineSegments as Grid rows.
 
-    Lines without a PATL get ``max_i_ka = inf`` (loading reported as 0 %).
+    Attributes
+    ----------
+    line : DataFrame
+        Segments whose two buses share a nominal voltage.
+    trafo : DataFrame
+        Segments joining buses of different nominal voltages, as 1:1 transformers (series r, x only).
+    shunt : DataFrame
+        The shunt admittance (``gch/2 + j·bch/2`` at each end) of the ``trafo`` rows, ids ``<mRID>_shunt1``
+        and ``<mRID>_shunt2``; ``cim_terminal`` names the Terminal it belongs to.
+    """
+
+    line: pd.DataFrame
+    trafo: pd.DataFrame
+    shunt: pd.DataFrame
+
+
+def _segment_as_trafo(
+    seg: Any, buses: list[str], kv: list[float], terminals: list[str], limit_ka: float, on: bool
+) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """One ``trafo`` row (ratio 1:1 in kV) and up to two ``shunt`` rows for a segment between voltage levels."""
+    hv = 0 if kv[0] >= kv[1] else 1
+    u = kv[hv]
+    # rating: the PATL current on u; no PATL → an unlimited rating (df = inf), as lines get max_i_ka = inf
+    sn, df = (math.sqrt(3) * u * limit_ka, 1.0) if math.isfinite(limit_ka) else (100.0, math.inf)
+    z_base = u**2 / sn
+    row = {
+        "name": seg.name or "",
+        "hv_bus": buses[hv],
+        "lv_bus": buses[1 - hv],
+        "sn_mva": sn,
+        "vn_hv_kv": u,
+        "vn_lv_kv": u,
+        "vk_percent": math.hypot(float(seg.r), float(seg.x)) / z_base * 100,
+        "vkr_percent": float(seg.r) / z_base * 100,
+        "pfe_kw": 0.0,
+        "i0_percent": 0.0,
+        "tap_side": "",
+        "tap_changer_type": "",
+        "df": df,
+        "in_service": on,
+        "cim_terminal_hv": terminals[hv],
+        "cim_terminal_lv": terminals[1 - hv],
+    }
+    y_half = complex(float(seg.gch), float(seg.bch)) / 2
+    shunts = []
+    if y_half != 0:
+        for k in (0, 1):
+            shunts.append(
+                (
+                    f"{mrid(seg)}_shunt{k + 1}",
+                    {
+                        "name": seg.name or "",
+                        "bus": buses[k],
+                        "p_mw": y_half.real * kv[k] ** 2,
+                        "q_mvar": -y_half.imag * kv[k] ** 2,
+                        "vn_kv": kv[k],
+                        "step": 1,
+                        "in_service": on,
+                        "cim_terminal": terminals[k],
+                    },
+                )
+            )
+    return row, shunts
+
+
+def map_lines(
+    model: CimModel, terms: Terminals, f_hz: float, limits: dict[str, float], bus_vn_kv: pd.Series
+) -> Lines:
+    """Map ACLineSegments: ``line`` rows (totals as per-km values on 1 km), or transformers between voltage levels.
+
+    A segment whose buses have different nominal voltages is a physical impedance in ohm between
+    two kV levels (PowSyBl's reading, and what its IEEE-network exports hold). A ``line`` row would
+    put it in per unit on the from-bus base with no ratio, i.e. add an ideal transformer
+    ``vn_from : vn_to``. Such segments become ``trafo`` rows with rated voltages equal on both sides
+    (physical ratio 1:1) and their charging as two ``shunt`` rows. Lines without a PATL get
+    ``max_i_ka = inf`` (loading reported as 0 %).
+
+    Parameters
+    ----------
+    model, terms
+        The model and its terminal resolution.
+    f_hz : float
+        Nominal frequency, Hz (capacitance from ``bch``).
+    limits : dict of str to float
+        PATL per equipment mRID, kA (:func:`patl_ka`).
+    bus_vn_kv : Series
+        Nominal voltage (kV) by bus id.
 
     Raises
     ------
     CimMappingError
         A segment has zero series impedance (name the mRID; model it as a switch).
     """
-    rows, ids = [], []
+    rows, ids, trafos, trafo_ids, shunts = [], [], [], [], []
     for seg in model.of_class("ACLineSegment"):
         a, b = terms.buses(seg, 2)
         if seg.r == 0 and seg.x == 0:
             raise CimMappingError(f"ACLineSegment {mrid(seg)!r} has zero impedance (r = x = 0); model it as a switch")
+        t1, t2 = (mrid(t) for t in terms.of_equipment[mrid(seg)][:2])
+        kv = [float(bus_vn_kv[a]), float(bus_vn_kv[b])]
+        on = terms.all_connected(seg)
+        if kv[0] != kv[1]:
+            row, sh = _segment_as_trafo(seg, [a, b], kv, [t1, t2], limits.get(mrid(seg), math.inf), on)
+            trafos.append(row)
+            trafo_ids.append(mrid(seg))
+            shunts += sh
+            continue
         rows.append(
             {
                 "name": seg.name or "",
@@ -78,11 +175,17 @@ def map_lines(model: CimModel, terms: Terminals, f_hz: float, limits: dict[str, 
                 "c_nf_per_km": float(seg.bch) / (2 * math.pi * f_hz) * 1e9,
                 "g_us_per_km": float(seg.gch) * 1e6,
                 "max_i_ka": limits.get(mrid(seg), math.inf),
-                "in_service": terms.all_connected(seg),
+                "in_service": on,
+                "cim_terminal_from": t1,
+                "cim_terminal_to": t2,
             }
         )
         ids.append(mrid(seg))
-    return pd.DataFrame(rows, index=pd.Index(ids, name="id"))
+    return Lines(
+        pd.DataFrame(rows, index=pd.Index(ids, name="id")),
+        pd.DataFrame(trafos, index=pd.Index(trafo_ids, name="id")),
+        pd.DataFrame([r for _, r in shunts], index=pd.Index([i for i, _ in shunts], name="id")),
+    )
 
 
 def _tap(end: Any, model: CimModel) -> dict[str, Any] | None:
@@ -99,6 +202,7 @@ def _tap(end: Any, model: CimModel) -> dict[str, Any] | None:
         "tap_step_percent": float(rtc.stepVoltageIncrement),
         "tap_step_degree": 0.0,
         "tap_changer_type": "Ratio",
+        "cim_tap_changer": mrid(rtc),
     }
 
 
@@ -152,6 +256,8 @@ def _two_winding(pt: Any, ends: list[Any], terms: Terminals, model: CimModel) ->
         "i0_percent": math.hypot(g, b) * z_base * 100,
         "in_service": hv_on and lv_on,
         "cim_b_positive": b > 0,
+        "cim_terminal_hv": mrid(hv.Terminal),
+        "cim_terminal_lv": mrid(lv.Terminal),
     }
     for side, end in (("hv", hv), ("lv", lv)):
         tap = _tap(end, model)
@@ -184,7 +290,7 @@ def _three_winding(pt: Any, ends: list[Any], terms: Terminals, model: CimModel) 
     for side, end, un, sn in zip(("hv", "mv", "lv"), (hv, mv, lv), u, s, strict=True):
         bus, conn = _end_bus(end, terms)
         on &= conn
-        row |= {f"{side}_bus": bus, f"vn_{side}_kv": un, f"sn_{side}_mva": sn}
+        row |= {f"{side}_bus": bus, f"vn_{side}_kv": un, f"sn_{side}_mva": sn, f"cim_terminal_{side}": mrid(end.Terminal)}
         tap = _tap(end, model)
         if tap is not None:
             row.update(tap, tap_side=side)
