@@ -10,6 +10,7 @@ import gc
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cim.export_sv import export_sv, terminal_flows
 from cim.mapping import CimImportWarning, CimMappingError, to_grid
 from cim.mapping.nodes import BusSource
 from cim.read import CgmesReadError, CimModel, read_cgmes
@@ -17,7 +18,17 @@ from cim.read import CgmesReadError, CimModel, read_cgmes
 if TYPE_CHECKING:
     from twin.grid import Grid
 
-__all__ = ["CgmesReadError", "CimImportWarning", "CimMappingError", "CimModel", "load", "read_cgmes", "to_grid"]
+__all__ = [
+    "CgmesReadError",
+    "CimImportWarning",
+    "CimMappingError",
+    "CimModel",
+    "export_sv",
+    "load",
+    "read_cgmes",
+    "terminal_flows",
+    "to_grid",
+]
 
 
 def load(

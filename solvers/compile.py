@@ -304,7 +304,9 @@ def _bus_types(
     bus_type = np.full(n, PQ, dtype=np.int64)
     v_set = np.ones(n, dtype=np.complex128)
     gen = grid.gen
-    is_pv = gen["in_service"].to_numpy(bool) & ~gen["slack"].to_numpy(bool)
+    # every in-service gen regulates its bus; REF (assigned below) wins where a bus is a slack, so a gen with
+    # slack=True that a slack= override demoted keeps its voltage set-point as a PV bus
+    is_pv = gen["in_service"].to_numpy(bool)
     pv_new = new_idx[nodes.groups(gen, "gen", "bus")[is_pv]]
     pv_vm = gen["vm_pu"].to_numpy(float)[is_pv]
     ok = pv_new >= 0

@@ -101,30 +101,27 @@ def _segment_as_trafo(
         "cim_terminal_lv": terminals[1 - hv],
     }
     y_half = complex(float(seg.gch), float(seg.bch)) / 2
-    shunts = []
-    if y_half != 0:
-        for k in (0, 1):
-            shunts.append(
-                (
-                    f"{mrid(seg)}_shunt{k + 1}",
-                    {
-                        "name": seg.name or "",
-                        "bus": buses[k],
-                        "p_mw": y_half.real * kv[k] ** 2,
-                        "q_mvar": -y_half.imag * kv[k] ** 2,
-                        "vn_kv": kv[k],
-                        "step": 1,
-                        "in_service": on,
-                        "cim_terminal": terminals[k],
-                    },
-                )
-            )
+    shunts = [
+        (
+            f"{mrid(seg)}_shunt{k + 1}",
+            {
+                "name": seg.name or "",
+                "bus": buses[k],
+                "p_mw": y_half.real * kv[k] ** 2,
+                "q_mvar": -y_half.imag * kv[k] ** 2,
+                "vn_kv": kv[k],
+                "step": 1,
+                "in_service": on,
+                "cim_terminal": terminals[k],
+                "cim_equipment": mrid(seg),
+            },
+        )
+        for k in ((0, 1) if y_half != 0 else ())
+    ]
     return row, shunts
 
 
-def map_lines(
-    model: CimModel, terms: Terminals, f_hz: float, limits: dict[str, float], bus_vn_kv: pd.Series
-) -> Lines:
+def map_lines(model: CimModel, terms: Terminals, f_hz: float, limits: dict[str, float], bus_vn_kv: pd.Series) -> Lines:
     """Map ACLineSegments: ``line`` rows (totals as per-km values on 1 km), or transformers between voltage levels.
 
     A segment whose buses have different nominal voltages is a physical impedance in ohm between
@@ -290,7 +287,12 @@ def _three_winding(pt: Any, ends: list[Any], terms: Terminals, model: CimModel) 
     for side, end, un, sn in zip(("hv", "mv", "lv"), (hv, mv, lv), u, s, strict=True):
         bus, conn = _end_bus(end, terms)
         on &= conn
-        row |= {f"{side}_bus": bus, f"vn_{side}_kv": un, f"sn_{side}_mva": sn, f"cim_terminal_{side}": mrid(end.Terminal)}
+        row |= {
+            f"{side}_bus": bus,
+            f"vn_{side}_kv": un,
+            f"sn_{side}_mva": sn,
+            f"cim_terminal_{side}": mrid(end.Terminal),
+        }
         tap = _tap(end, model)
         if tap is not None:
             row.update(tap, tap_side=side)

@@ -13,11 +13,20 @@ import warnings
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from cim.mapping.branches import map_lines, map_trafos, patl_ka
 from cim.mapping.injections import LOAD_CLASSES, map_injections, map_loads, map_shunts
-from cim.mapping.nodes import SWITCH_CLASSES, BusSource, map_buses, map_switches, mrid, uses_topological_nodes
+from cim.mapping.nodes import (
+    SWITCH_CLASSES,
+    BusSource,
+    Terminals,
+    map_buses,
+    map_switches,
+    mrid,
+    uses_topological_nodes,
+)
 from cim.mapping.state import map_sv_flows, map_sv_voltages
 from twin.grid import Grid
 
@@ -137,6 +146,66 @@ def _report(model: CimModel, imported: dict[str, tuple[int, str]]) -> pd.DataFra
     )
 
 
+#: (table, terminal column, result element suffix, result side) of branch terminals
+_BRANCH_ENDS = (
+    ("line", "from", "", "from"),
+    ("line", "to", "", "to"),
+    ("trafo", "hv", "", "from"),
+    ("trafo", "lv", "", "to"),
+    ("trafo3w", "hv", "/hv", "from"),
+    ("trafo3w", "mv", "/mv", "to"),
+    ("trafo3w", "lv", "/lv", "to"),
+)
+
+
+def _pop_terminals(tables: dict[str, pd.DataFrame], terms: Terminals) -> pd.DataFrame:
+    """Return which Grid element carries the flow at each Terminal, and drop the ``cim_terminal*`` columns.
+
+    One row per (Terminal, element part): ``equipment`` (ConductingEquipment mRID), ``table``,
+    ``element`` (the id in PF results: branch id, ``<trafo3w id>/<side>``, or the row id of an
+    injection) and ``side`` (``from``, ``to``, or ``bus`` for injections). A Terminal can have several
+    rows (a segment between voltage levels: its trafo row and its end shunt); its flow is their sum.
+    """
+    parts = []
+    for table, end, suffix, side in _BRANCH_ENDS:
+        df = tables[table]
+        col = f"cim_terminal_{end}"
+        if col in df:
+            ids = df.index.astype(str)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "terminal": df[col].to_numpy(),
+                        "equipment": ids,
+                        "table": table,
+                        "element": ids + suffix,
+                        "side": side,
+                    }
+                )
+            )
+    for table in ("load", "shunt", "gen", "sgen", "ext_grid"):
+        df = tables[table]
+        if not len(df):
+            continue
+        own = df["cim_terminal"].isna().to_numpy() if "cim_terminal" in df else np.ones(len(df), bool)
+        term = df["cim_terminal"].to_numpy(object).copy() if "cim_terminal" in df else np.empty(len(df), object)
+        equip = df["cim_equipment"].to_numpy(object).copy() if "cim_equipment" in df else np.empty(len(df), object)
+        ids = df.index.to_numpy(object)
+        term[own] = [mrid(terms.of_equipment[i][0]) for i in ids[own]]
+        equip[own] = ids[own]
+        parts.append(
+            pd.DataFrame({"terminal": term, "equipment": equip, "table": table, "element": ids, "side": "bus"})
+        )
+    for table, df in tables.items():
+        tables[table] = df.drop(columns=[c for c in df.columns if c.startswith(("cim_terminal", "cim_equipment"))])
+    out = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["terminal", "equipment", "table", "element", "side"])
+    )
+    return out.set_index("terminal")
+
+
 def to_grid(
     model: CimModel, *, name: str = "cgmes", f_hz: float = 50.0, sn_mva: float = 100.0, buses: BusSource = "auto"
 ) -> Grid:
@@ -173,10 +242,13 @@ def to_grid(
     bus, terms = map_buses(model, buses)
     switch, internal = map_switches(model, terms)
     limits = patl_ka(model)
-    line = map_lines(model, terms, f_hz, limits)
+    lines = map_lines(model, terms, f_hz, limits, bus["vn_kv"])
+    line = lines.line
     trafo, trafo3w = map_trafos(model, terms)
+    trafo = pd.concat([t for t in (trafo, lines.trafo) if len(t)]) if len(lines.trafo) else trafo
     load, load_source = map_loads(model, terms)
     shunt = map_shunts(model, terms)
+    shunt = pd.concat([t for t in (shunt, lines.shunt) if len(t)]) if len(lines.shunt) else shunt
     sv = map_sv_voltages(model, bus["vn_kv"])
     inj = map_injections(model, terms, bus["vn_kv"], sv["vm_pu"] if len(sv) else None)
     notes = list(inj.notes)
@@ -188,6 +260,11 @@ def to_grid(
             n_b_pos += int(df.pop("cim_b_positive").sum())
     if n_b_pos:
         notes.append(f"{n_b_pos} transformers have capacitive magnetising b > 0; modelled inductive (i0_percent)")
+    if len(lines.trafo):
+        notes.append(
+            f"{len(lines.trafo)} ACLineSegments join buses of different nominal voltages; modelled as 1:1 "
+            "transformers (trafo rows, same mRID) with their charging as shunt rows '<mRID>_shunt1/2'"
+        )
     if internal:
         notes.append(f"{internal} switches lie inside one TopologicalNode and were not imported as rows")
     tables = {
@@ -202,6 +279,11 @@ def to_grid(
         "sgen": inj.sgen,
         "ext_grid": inj.ext_grid,
     }
+    cim_terminals = _pop_terminals(tables, terms)
+    tap_changers = pd.concat(
+        [tables[t].pop("cim_tap_changer").dropna() for t in ("trafo", "trafo3w") if "cim_tap_changer" in tables[t]]
+        or [pd.Series(dtype=object)]
+    )
     grid = Grid(name=name, sn_mva=sn_mva, f_hz=f_hz, tables={k: v for k, v in tables.items() if len(v)})
     use_tp = uses_topological_nodes(model, buses)
     node_cls = "TopologicalNode" if use_tp else "ConnectivityNode"
@@ -214,9 +296,9 @@ def to_grid(
     for cls in LOAD_CLASSES:
         imported[cls] = (counts.get(cls, 0), "load")
     imported |= {
-        "ACLineSegment": (len(line), "line"),
-        "PowerTransformer": (len(trafo) + len(trafo3w), "trafo / trafo3w"),
-        "LinearShuntCompensator": (len(shunt), "shunt"),
+        "ACLineSegment": (len(line) + len(lines.trafo), "line (trafo + shunts between voltage levels)"),
+        "PowerTransformer": (len(trafo) - len(lines.trafo) + len(trafo3w), "trafo / trafo3w"),
+        "LinearShuntCompensator": (len(shunt) - len(lines.shunt), "shunt"),
     }
     for cls in ("SynchronousMachine", "ExternalNetworkInjection", "EquivalentInjection"):
         imported[cls] = (counts.get(cls, 0), "gen / sgen / ext_grid")
@@ -236,6 +318,9 @@ def to_grid(
         cim_notes=notes,
         slack=inj.slack_id,
         cim_files=list(model.files),
+        cim_namespace=model.namespace,
+        cim_terminals=cim_terminals,
+        cim_tap_changers=tap_changers.rename("tap_changer").rename_axis("id").to_frame(),
         source="cgmes",
     )
     if not use_tp and counts.get("TopologicalNode"):

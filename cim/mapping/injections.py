@@ -8,7 +8,7 @@ MV export), their ``p, q`` come from the SvPowerFlow at their terminal; the sour
 Voltage control: a SynchronousMachine, ExternalNetworkInjection or EquivalentInjection that
 regulates voltage becomes a ``gen`` (``vm_pu = targetValue / bus vn_kv``), otherwise an ``sgen``.
 The slack is the regulating unit with the lowest positive ``referencePriority``; when none has
-one, the largest (ratedS, else |p|). A slack ExternalNetworkInjection becomes the ``ext_grid``
+one, the largest (ratedS, then maxP, then |p|). A slack ExternalNetworkInjection becomes the ``ext_grid``
 row, a slack SynchronousMachine a ``gen`` with ``slack=True``.
 """
 
@@ -120,8 +120,15 @@ def _voltage_target(src: Any, model: CimModel, terms: Terminals, bus: str, vn_kv
     return float(rc.targetValue) / vn_kv, note
 
 
-def _size_mva(src: Any) -> float:
-    return float(getattr(src, "ratedS", 0.0) or getattr(src, "maxP", 0.0) or abs(float(src.p)))
+def _size_key(src: Any) -> tuple[float, float, float]:
+    """Size of a source for the slack choice: ratedS (MVA), then maxP (MW), then |p| (MW), compared in turn.
+
+    Exports that give every unit the same rating (PowSyBl's IEEE networks: ratedS = 9999) are told
+    apart by the active power set-point.
+    """
+    unit = getattr(src, "GeneratingUnit", None)
+    max_p = getattr(src, "maxP", 0.0) or getattr(unit, "maxOperatingP", 0.0) or 0.0
+    return float(getattr(src, "ratedS", 0.0) or 0.0), float(max_p), abs(float(src.p))
 
 
 def map_injections(
@@ -142,7 +149,7 @@ def map_injections(
     srcs = model.of_class(*_SOURCE_CLASSES)
     notes: list[str] = []
     ssh_pq = {c: model.has(f"{'RotatingMachine' if c == 'SynchronousMachine' else c}.p") for c in _SOURCE_CLASSES}
-    cand: list[tuple[int, float, int]] = []  # (priority key, -size, index)
+    cand: list[tuple[float, ...]] = []  # (priority key, -ratedS, -maxP, -|p|, index)
     info = []
     for k, src in enumerate(srcs):
         (bus,) = terms.buses(src, 1)
@@ -152,8 +159,8 @@ def map_injections(
         prio = int(getattr(src, "referencePriority", 0) or 0)
         info.append((src, bus, vm))
         if vm is not None or type(src).__name__ == "ExternalNetworkInjection":
-            cand.append((prio if prio > 0 else 1 << 30, -_size_mva(src), k))
-    slack_k = min(cand)[2] if cand else None
+            cand.append((prio if prio > 0 else 1 << 30, *(-v for v in _size_key(src)), k))
+    slack_k = int(min(cand)[-1]) if cand else None
     gen, sgen, ext = [], [], []
     for k, (src, bus, vm_target) in enumerate(info):
         vm = vm_target

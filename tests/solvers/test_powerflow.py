@@ -165,6 +165,19 @@ def test_slack_override_by_gen_id() -> None:
         solvers.compile_grid(grid, slack="nope")
 
 
+def test_slack_override_keeps_a_demoted_slack_gen_as_pv() -> None:
+    grid = twin.load("case9")
+    grid.remove("ext_grid", grid.ext_grid.index)
+    grid.tables["gen"].loc["gen/0", "slack"] = True
+    grid.tables["gen"].loc["gen/0", "vm_pu"] = 1.04
+    model = solvers.compile_grid(grid, slack="gen/1")
+    bus_of = {g: model.grid_bus_idx[grid.bus.index.get_loc(grid.gen.at[g, "bus"])] for g in ("gen/0", "gen/1")}
+    assert model.bus_type[bus_of["gen/1"]] == 3
+    assert model.bus_type[bus_of["gen/0"]] == 2
+    ds = solvers.run_pf(model)
+    assert float(ds.vm_pu.sel(bus=grid.gen.at["gen/0", "bus"])) == pytest.approx(1.04, abs=1e-9)
+
+
 def test_dc_power_flow_matches_pandapower_rundcpp() -> None:
     net = pn.case118()
     grid = twin.from_pandapower(net)
