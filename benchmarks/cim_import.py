@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from benchmarks.timing import timed
 
 __all__ = ["CIM_CASES", "entsoe_folder", "time_imports"]
 
@@ -24,16 +24,6 @@ CIM_CASES = (("RealGrid", "entsoe_realgrid.zip"), ("SmallGrid", "entsoe_smallgri
 def entsoe_folder() -> Path:
     """``../shared/cgmes/entsoe`` next to the repository."""
     return Path(__file__).resolve().parent.parent.parent / "shared" / "cgmes" / "entsoe"
-
-
-def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
-    out = fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, out
 
 
 def _quiet(fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -69,7 +59,7 @@ def time_imports(path: Path, repeats: int) -> list[dict[str, Any]]:
     for tool, setting, fn in tools:
         row: dict[str, Any] = {"tool": tool, "setting": setting, "status": "ok"}
         try:
-            row["time_s"], row["times_s"], row["n_bus"] = _timed(_quiet(fn), repeats)
+            row["time_s"], row["times_s"], row["n_bus"] = timed(_quiet(fn), repeats)
         except Exception as err:  # a tool's failure is a result of the benchmark
             row["status"] = f"failed: {type(err).__name__}: {str(err)[:200]}"
         rows.append(row)

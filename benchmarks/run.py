@@ -31,6 +31,7 @@ import numpy as np
 
 from benchmarks import cases
 from benchmarks.peers import GridtwinPeer, LightsimPeer, PandapowerPeer, PeerNotInstalled, lightsim2grid_version
+from benchmarks.timing import timed
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,17 +80,6 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
-    """Call ``fn`` once untimed (warm-up), then ``repeats`` times; return median seconds, all seconds, last result."""
-    out = fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, out
-
-
 def _max_abs_diff(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
     diff = np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
     return float(np.nanmax(diff)) if np.isfinite(diff).any() else float("nan")
@@ -126,10 +116,10 @@ def run_single_pf(name: str, cfg: SuiteConfig) -> list[Row]:
     init = cases.initial_voltage_method(net)
     opts = {"tol_pu": cfg.tol_pu, "max_iter": cfg.max_iter, "init": init}
     gt = GridtwinPeer(net, name, **opts)
-    compile_s, compile_times, _ = _timed(gt.compile, cfg.repeats)
-    solve_s, solve_times, vm_ref = _timed(gt.run_pf, cfg.repeats)
-    e2e_s, e2e_times, _ = _timed(gt.run_pf_end_to_end, cfg.repeats)
-    vonly_s, vonly_times, _ = _timed(gt.run_voltages, cfg.repeats)
+    compile_s, compile_times, _ = timed(gt.compile, cfg.repeats)
+    solve_s, solve_times, vm_ref = timed(gt.run_pf, cfg.repeats)
+    e2e_s, e2e_times, _ = timed(gt.run_pf_end_to_end, cfg.repeats)
+    vonly_s, vonly_times, _ = timed(gt.run_voltages, cfg.repeats)
     base = {"suite": "single", "case": name}
     ref = Row(**base, tool="gridtwin", setting="run_pf(model), compiled", key="gridtwin", time_s=solve_s)
     ref.times_s = solve_times
@@ -181,7 +171,7 @@ def _lightsim_single_rows(
     for row, reuse in zip(rows, settings, strict=True):
 
         def _measure(row: Row = row, reuse: bool = reuse) -> None:
-            row.time_s, row.times_s, vm = _timed(lambda: peer[0].run_pf(reuse_cache=reuse), repeats)
+            row.time_s, row.times_s, vm = timed(lambda: peer[0].run_pf(reuse_cache=reuse), repeats)
             row.max_dvm_pu = _max_abs_diff(vm, vm_ref)
             row.extra["algorithm"] = peer[0].algorithm
 
@@ -191,7 +181,7 @@ def _lightsim_single_rows(
     )
 
     def _measure_full() -> None:
-        full.time_s, full.times_s, _ = _timed(peer[0].run_pf_with_results, repeats)
+        full.time_s, full.times_s, _ = timed(peer[0].run_pf_with_results, repeats)
         full.note = "like run_pf(model): voltages and branch results"
 
     rows.append(_peer_row(full, _measure_full))
@@ -206,7 +196,7 @@ def _pandapower_single_row(
 
     def _measure() -> None:
         peer = PandapowerPeer(net, **opts)
-        row.time_s, row.times_s, vm = _timed(peer.run_pf, repeats)
+        row.time_s, row.times_s, vm = timed(peer.run_pf, repeats)
         row.max_dvm_pu = _max_abs_diff(vm, vm_ref)
 
     return _peer_row(row, _measure)
@@ -224,7 +214,7 @@ def run_batch(suite: str, name: str, snaps: cases.Snapshots, net: Any, cfg: Suit
     gt = GridtwinPeer(net, name, **opts)
     gt.compile()
     gt.prepare_series(snaps)
-    t_s, times, res = _timed(gt.run_series, cfg.repeats)
+    t_s, times, res = timed(gt.run_series, cfg.repeats)
     ref = Row(**base, tool="gridtwin", setting="run_pf_timeseries(model)", key="gridtwin", time_s=t_s, n_steps=n)
     ref.times_s = times
     ref.per_step_s, ref.is_reference = t_s / n, True
@@ -249,7 +239,7 @@ def _lightsim_batch_row(
     def _measure() -> None:
         peer = LightsimPeer(net, **opts)
         peer.prepare_series(snaps)
-        row.time_s, row.times_s, res = _timed(peer.run_series, repeats)
+        row.time_s, row.times_s, res = timed(peer.run_series, repeats)
         row.per_step_s = row.time_s / snaps.n_steps
         row.max_dvm_pu = _max_abs_diff(res.vm_pu, vm_ref)
         row.extra = {"n_converged": res.n_converged, "algorithm": peer.algorithm}
