@@ -15,7 +15,7 @@ import sys
 import textwrap
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -325,14 +325,7 @@ def _run_pf_command(args: argparse.Namespace, out: Console, err: Console) -> int
             ds = solvers.run_pf(grid, tol_mva=args.tol_mva, max_iter=args.max_iter, slack=args.slack)
         except solvers.PowerFlowNotConverged as error:
             raise CommandError(str(error), "try --max-iter 50, a looser --tol-mva, or another --slack bus") from error
-    summary = summarize_pf(grid, ds, args.top)
-    summary["warnings"] = caught
-    summary["written"] = _write(ds, args.out, err)
-    if args.json:
-        _print_json(summary)
-    else:
-        _print_pf_summary(out, summary)
-    return EXIT_OK
+    return _finish(args, ds, summarize_pf(grid, ds, args.top), caught, out, err, _print_pf_summary)
 
 
 def _run_pf_ts_command(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -367,12 +360,25 @@ def _run_pf_ts_command(args: argparse.Namespace, out: Console, err: Console) -> 
         )
     t2 = time.perf_counter()
     summary = summarize_pf_ts(grid, ds, args.top, compile_s=t1 - t0, solve_s=t2 - t1)
+    return _finish(args, ds, summary, caught, out, err, _print_pf_ts_summary)
+
+
+def _finish(
+    args: argparse.Namespace,
+    ds: xr.Dataset,
+    summary: dict[str, Any],
+    caught: list[str],
+    out: Console,
+    err: Console,
+    render: Callable[[Console, dict[str, Any]], None],
+) -> int:
+    """Write the results (``--out``), then print the summary as JSON (``--json``) or as tables."""
     summary["warnings"] = caught
     summary["written"] = _write(ds, args.out, err)
     if args.json:
         _print_json(summary)
     else:
-        _print_pf_ts_summary(out, summary)
+        render(out, summary)
     return EXIT_OK
 
 
