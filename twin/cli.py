@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 import twin
+from twin.cli_store import add_store_parsers, is_store, run_pf_ts_store
 from twin.io.load import builtin_case_names
 from twin.io.simbench import is_simbench_code
 from twin.report import summarize_pf, summarize_pf_ts
@@ -121,6 +122,8 @@ def _build_parser() -> argparse.ArgumentParser:
             "  gridtwin pf grid.m --json > summary.json\n"
             "  gridtwin pf-ts 1-MV-urban--0-sw --steps 96 --out day.nc\n"
             "  gridtwin import-cim model.zip --out grid.zarr\n"
+            "  gridtwin demo demo.zarr\n"
+            "  gridtwin ingest store.zarr meters.csv --tz Europe/Rome\n"
             "  gridtwin cases\n"
             "  gridtwin bench --help\n"
             "\nRun 'gridtwin COMMAND --help' for the options of a command. Exit status: 0 ok, 2 error."
@@ -135,6 +138,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_pf_parser(sub)
     _add_pf_ts_parser(sub)
     _add_import_cim_parser(sub)
+    add_store_parsers(sub, _fill)
     bench = sub.add_parser(
         "bench",
         help="run the benchmark suite (arguments go to benchmarks/run.py; see 'gridtwin bench --help')",
@@ -184,6 +188,8 @@ def _add_import_cim_parser(sub: argparse._SubParsersAction) -> None:
         epilog=(
             "examples:\n"
             "  gridtwin import-cim model.zip --out grid.zarr\n"
+            "  gridtwin demo demo.zarr\n"
+            "  gridtwin ingest store.zarr meters.csv --tz Europe/Rome\n"
             "  gridtwin import-cim EQ.xml TP.xml SSH.xml SV.xml --out grid.json\n"
             "  gridtwin pf model.zip            # solve a CGMES model directly"
         ),
@@ -274,18 +280,22 @@ def _add_pf_ts_parser(sub: argparse._SubParsersAction) -> None:
             "branches with the highest loading (% of rating) over the period.",
             "CASE must be a SimBench code such as '1-MV-urban--0-sw'. Steps that do not converge are counted "
             "and NaN in the results; the exit status stays 0.",
+            "CASE may also be a gridtwin time-series store (see 'gridtwin ingest'): then every slot of its 'loads' "
+            "group (and 'sgens'/'storage' when present) is solved for the grid given with --grid, streamed window "
+            "by window (memory bounded by the window, not the series), and the results are written to the store's "
+            "'results' group.",
         ),
         epilog=(
             "examples:\n"
             "  gridtwin pf-ts 1-LV-rural1--0-sw --steps 96\n"
-            "  gridtwin pf-ts 1-MV-urban--0-sw --steps 35136 --out year.zarr"
+            "  gridtwin pf-ts 1-MV-urban--0-sw --steps 35136 --out year.zarr\n"
+            "  gridtwin pf-ts store.zarr --grid 1-MV-urban--0-sw"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_solver_options(ts, "SimBench code, e.g. 1-MV-urban--0-sw")
-    ts.add_argument(
-        "--steps", type=int, required=True, metavar="N", help="number of 15-minute steps from the start of the year"
-    )
+    _add_solver_options(ts, "SimBench code, e.g. 1-MV-urban--0-sw, or a gridtwin time-series store folder")
+    ts.add_argument("--steps", type=int, metavar="N", help="SimBench: number of 15-minute steps from the year's start")
+    ts.add_argument("--grid", metavar="CASE", help="store: the grid the store's loads belong to (case, code or file)")
     ts.add_argument(
         "--method",
         choices=("auto", "chord", "nr"),
@@ -331,6 +341,10 @@ def _run_pf_command(args: argparse.Namespace, out: Console, err: Console) -> int
 def _run_pf_ts_command(args: argparse.Namespace, out: Console, err: Console) -> int:
     import solvers
 
+    if is_store(args.case):
+        return run_pf_ts_store(args, out, err)
+    if args.steps is None:
+        raise CommandError("--steps is required for a SimBench code", "e.g. --steps 2976 for a month")
     if not is_simbench_code(args.case):
         raise CommandError(
             f"{args.case!r} is not a SimBench code; pf-ts reads the yearly profiles that come with SimBench grids",

@@ -7,6 +7,7 @@ same ids as the Grid (``load/3``, ``sgen/7``, ``storage/0``).
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import TYPE_CHECKING
 
@@ -26,9 +27,10 @@ SIMBENCH_STEP = pd.Timedelta("15min")
 
 
 def is_simbench_code(name: str) -> bool:
-    """Return whether ``name`` looks like a SimBench code such as ``"1-MV-urban--0-sw"``."""
-    parts = name.split("-")
-    return len(parts) >= 6 and parts[0] in ("1", "2") and "--" in name
+    """Return whether ``name`` looks like a SimBench code: ``"1-MV-urban--0-sw"``, ``"1-MVLV-rural-all-0-sw"``,
+    ``"1-MVLV-urban-5.303-1-no_sw"`` (version-voltage levels-type-LV grid or 'all'-scenario-switches).
+    """
+    return re.fullmatch(r"[12]-[A-Z]+-[A-Za-z0-9]+-[A-Za-z0-9.]*-[0-2]-(sw|no_sw)", name) is not None
 
 
 def _simbench_net(code: str):

@@ -196,7 +196,10 @@ class Store:
         """The group as a lazy (dask-free, zarr-backed) xarray Dataset."""
         if group not in self.groups():
             raise StoreError(f"{self.path} has no group {group!r}; it has {self.groups()}")
-        return xr.open_zarr(self._journal, group=group, consolidated=False, chunks=None)
+        ds = xr.open_zarr(self._journal, group=group, consolidated=False, chunks=None)
+        # numpy's StringDType coordinates do not mix with code that expects str/object ids: hand out objects
+        text = {name: ds[name].to_numpy().astype(object) for name in ds.coords if ds[name].dtype.kind == "T"}
+        return ds.assign_coords({name: (ds[name].dims, values) for name, values in text.items()})
 
     def __getitem__(self, group: str) -> xr.Dataset:
         return self.dataset(group)
@@ -242,14 +245,19 @@ class Store:
         slots, rejected = self._slots(readings, tolerance)
         report.rejected = rejected
         keep = slots >= 0
-        dev_codes, dev_uniques = pd.factorize(readings["device"].to_numpy()[keep])
-        dev_uniques = np.asarray(dev_uniques, dtype=object).astype(str)
+        dev_codes, dev_uniques = pd.factorize(readings["device"])  # hash-based; arrow strings stay arrow
+        dev_codes = dev_codes[keep]
+        dev_uniques = np.asarray(dev_uniques, dtype=object)
+        present = np.zeros(len(dev_uniques), dtype=bool)
+        present[dev_codes] = True  # devices whose every reading was rejected get no column
         if group == "measurements":
-            dev_uniques = self.pseudonymiser.meters(dev_uniques)
-        unique_cols, report.new_devices = self._columns(g, group, dev_uniques, meters)
+            dev_uniques[present] = self.pseudonymiser.meters(dev_uniques[present])
+        unique_cols = np.full(len(dev_uniques), -1, dtype=np.int64)
+        unique_cols[present], report.new_devices = self._columns(g, group, dev_uniques[present], meters)
         cols = unique_cols[dev_codes]
         slots = slots[keep]
-        par_codes, par_uniques = pd.factorize(readings["parameter"].to_numpy()[keep])
+        par_codes, par_uniques = pd.factorize(readings["parameter"])
+        par_codes = par_codes[keep]
         values = readings["value"].to_numpy(dtype=np.float64)[keep]
         self._extend_time(g, int(slots.max()) + 1 if len(slots) else 0)
         for code, param in enumerate(par_uniques):
@@ -291,8 +299,8 @@ class Store:
         slots[bad] = -1
         rejected = pd.DataFrame(
             {
-                "device": readings["device"].to_numpy()[bad],
-                "time": readings["time"].to_numpy()[bad],
+                "device": readings["device"][bad].to_numpy(dtype=object),
+                "time": readings["time"][bad].to_numpy(),
                 "reason": reasons[bad],
             }
         )

@@ -123,8 +123,12 @@ def _all_bytes(path: Path) -> bytes:
 
 def _meters_table() -> pd.DataFrame:
     return pd.DataFrame(
-        {"customer": ["Alice-7781", "Bob-1201", "Alice-7781"], "load": ["load/1", "load/2", "load/1"],
-         "bus": ["1", "2", "1"], "trafo": ["trafo/0"] * 3},
+        {
+            "customer": ["Alice-7781", "Bob-1201", "Alice-7781"],
+            "load": ["load/1", "load/2", "load/1"],
+            "bus": ["1", "2", "1"],
+            "trafo": ["trafo/0"] * 3,
+        },
         index=pd.Index(["MTR-000001", "MTR-000002", "MTR-000003"], name="meter"),
     )
 
@@ -136,8 +140,10 @@ def test_clear_ids_never_reach_the_store(store: Store) -> None:
     for clear in [*meters.index, *meters["customer"]]:
         assert clear.encode() not in blob
     ds = store.dataset()
-    assert set(ds["customer"].values) == {store.pseudonymiser.customer("Alice-7781"),
-                                          store.pseudonymiser.customer("Bob-1201")}
+    assert set(ds["customer"].values) == {
+        store.pseudonymiser.customer("Alice-7781"),
+        store.pseudonymiser.customer("Bob-1201"),
+    }
 
 
 def test_erase_customer_leaves_no_trace(store: Store) -> None:
@@ -177,23 +183,30 @@ def test_retention_drops_old_values(store: Store) -> None:
     da = store.dataset()["A_plus"]
     assert da.sel(time=slice(None, "2020-01-02 23:45")).isnull().all()
     assert da.sel(time=slice("2020-01-03", None)).notnull().all()
-    old_chunks = [p for p in (store.path / "measurements" / "A_plus").rglob("*") if p.is_file() and p.name != "zarr.json"]
+    old_chunks = [
+        p for p in (store.path / "measurements" / "A_plus").rglob("*") if p.is_file() and p.name != "zarr.json"
+    ]
     assert len(old_chunks) == 2  # the two cleared daily chunk rows are gone from disk, two days remain
 
 
 def test_error_inside_a_batch_leaves_the_store_unchanged(store: Store) -> None:
     store.append(_readings(["M1"], "2020-01-01", 4))
     before = store.dataset()["A_plus"].to_numpy().copy()
-    with pytest.raises(RuntimeError, match="boom"), store.batch():
-        store._append(_readings(["M1", "M9"], "2020-01-02", 4), "measurements", {}, None, "", None)
-        raise RuntimeError("boom")
+
+    def fail_inside_a_batch() -> None:
+        with store.batch():
+            store._append(_readings(["M1", "M9"], "2020-01-02", 4), "measurements", {}, None, "", None)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_inside_a_batch()
     ds = Store.open(store.path, secret=SECRET).dataset()
     assert ds.sizes["meter"] == 1
     np.testing.assert_array_equal(ds["A_plus"].to_numpy(), before)
 
 
 def test_committed_batch_is_rolled_forward(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    import twin.timeseries.journal as journal
+    from twin.timeseries import journal
 
     store.append(_readings(["M1"], "2020-01-01", 4))
 

@@ -1,0 +1,147 @@
+"""``bench ingest``: meter readings into the store, side by side with a pandas baseline and InfluxDB, in one run.
+
+Data: ``n_meters`` meters × enough 15-minute slots for ``n_rows`` readings of one parameter (cumulative register,
+kWh, 3 decimals), written once as a long CSV (``device,parameter,time,value``, ISO times, sorted by time as
+head-end exports are) and as InfluxDB line protocol (``meter,device=M00001 A+=123.456 <ns>``). Each tool starts
+from the same file and ends with every reading durable:
+
+- gridtwin: ``import_files`` into a fresh store (journal batches, fsync before each commit);
+- pandas baseline: ``pd.read_csv`` (C engine) → pivot to (time, meter) → ``xarray.Dataset.to_zarr`` (zarr v3);
+  the usual notebook path; no fsync (counted in its favour);
+- InfluxDB 1.x (the Debian ``influxd``, started here on loopback, default WAL fsync): the same readings sent to
+  ``/write`` as line protocol by 4 concurrent writers in batches of 5,000 points; parsing the CSV is not timed.
+
+rows/s = readings / wall time; ratio = gridtwin rows/s ÷ peer rows/s (> 1: gridtwin faster).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+START = pd.Timestamp("2024-01-01")
+
+
+def make_readings(n_rows: int, n_meters: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Register readings of ``n_meters`` meters at 15-minute slots, time-major, ``n_rows`` in all (rounded up)."""
+    rng = np.random.default_rng(seed)
+    n_slots = -(-n_rows // n_meters)
+    start = rng.uniform(100, 20_000, n_meters)
+    steps = rng.gamma(2.0, 0.05, (n_slots, n_meters))
+    values = np.round(start + np.cumsum(steps, axis=0), 3).ravel()[:n_rows]
+    meters = np.array([f"M{i:06d}" for i in range(n_meters)], dtype=object)
+    times = START + pd.to_timedelta(np.arange(n_slots) * 15, unit="min")
+    return pd.DataFrame(
+        {
+            "device": np.tile(meters, n_slots)[:n_rows],
+            "parameter": "A+",
+            "time": np.repeat(times.to_numpy(), n_meters)[:n_rows],
+            "value": values,
+        }
+    )
+
+
+def write_csv(readings: pd.DataFrame, path: Path) -> None:
+    """Long CSV with ISO times."""
+    table = pa.Table.from_pandas(
+        readings.assign(time=readings["time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")), preserve_index=False
+    )
+    pacsv.write_csv(table, path)
+
+
+def write_line_protocol(readings: pd.DataFrame, path: Path) -> None:
+    """InfluxDB line protocol, one point per reading (nanosecond timestamps)."""
+    ns = readings["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(str)
+    lines = "meter,device=" + readings["device"].astype(str) + " A+=" + readings["value"].map("{:.3f}".format) + " "
+    with path.open("w") as fh:
+        for chunk in range(0, len(readings), 1_000_000):
+            part = lines.iloc[chunk : chunk + 1_000_000].to_numpy() + ns[chunk : chunk + 1_000_000]
+            fh.write("\n".join(part))
+            fh.write("\n")
+
+
+def _gridtwin(path: Path, folder: Path, fmt: str) -> dict[str, Any]:
+    from twin.timeseries.importer import import_files
+    from twin.timeseries.store import Store
+
+    target = folder / f"gridtwin-{fmt}.zarr"
+    shutil.rmtree(target, ignore_errors=True)
+    t0 = time.perf_counter()
+    store = Store.create(target, origin=str(START.date()), secret="bench")
+    report = import_files(store, [path], format=fmt)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "rows": report.store.stored, "rejected": len(report.rejected)}
+
+
+def _pandas(path: Path, folder: Path) -> dict[str, Any]:
+    import xarray as xr
+
+    target = folder / "pandas.zarr"
+    shutil.rmtree(target, ignore_errors=True)
+    t0 = time.perf_counter()
+    df = pd.read_csv(path, parse_dates=["time"])
+    cube = df.pivot_table(index="time", columns="device", values="value", aggfunc="first")
+    xr.Dataset(
+        {"A_plus": (("time", "meter"), cube.to_numpy())},
+        coords={"time": cube.index.tz_localize(None).to_numpy(), "meter": cube.columns.to_numpy(dtype=str)},
+    ).to_zarr(target, mode="w", zarr_format=3, consolidated=False)
+    return {"seconds": time.perf_counter() - t0, "rows": int(cube.notna().to_numpy().sum())}
+
+
+def _influx(readings: pd.DataFrame, writers: int) -> dict[str, Any]:
+    from twin.timeseries.influx import InfluxServer, write_points
+
+    with InfluxServer() as server:
+        t0 = time.perf_counter()
+        n = write_points(server.url, "bench", readings, measurement="meter", writers=writers)
+        return {"seconds": time.perf_counter() - t0, "rows": n}
+
+
+def run_ingest_bench(
+    n_rows: int = 10_000_000, *, n_meters: int = 10_000, writers: int = 4, log: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
+    """Time every tool on the same readings; one dict per (tool, format) with rows/s and ratio."""
+    folder = Path(tempfile.mkdtemp(prefix="gridtwin-bench-ingest-"))
+    try:
+        log(f"[bench] generating {n_rows:,} readings of {n_meters:,} meters")
+        readings = make_readings(n_rows, n_meters)
+        csv, lp = folder / "readings.csv", folder / "readings.lp"
+        write_csv(readings, csv)
+        write_line_protocol(readings, lp)
+        rows: list[dict[str, Any]] = []
+        for tool, fmt, fn in (
+            ("gridtwin", "long_csv", lambda: _gridtwin(csv, folder, "long_csv")),
+            ("gridtwin", "line_protocol", lambda: _gridtwin(lp, folder, "line_protocol")),
+            ("pandas read_csv+pivot+to_zarr", "long_csv", lambda: _pandas(csv, folder)),
+            (f"InfluxDB /write, {writers} writers", "line_protocol", lambda: _influx(readings, writers)),
+        ):
+            log(f"[bench] ingest: {tool} ({fmt})")
+            try:
+                result = fn()
+                rows.append(
+                    {
+                        "tool": tool,
+                        "format": fmt,
+                        "status": "ok",
+                        **result,
+                        "rows_per_s": result["rows"] / result["seconds"],
+                    }
+                )
+            except (FileNotFoundError, RuntimeError, OSError) as exc:
+                rows.append({"tool": tool, "format": fmt, "status": f"failed: {exc}"})
+        ours = {r["format"]: r["rows_per_s"] for r in rows if r["tool"] == "gridtwin" and r["status"] == "ok"}
+        for r in rows:
+            if r["tool"] != "gridtwin" and r["status"] == "ok" and r["format"] in ours:
+                r["ratio"] = ours[r["format"]] / r["rows_per_s"]
+        return rows
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,407 @@
+"""``gridtwin`` subcommands that work on a time-series store: ingest, info, clean, sensors, erase, export-customer,
+retention, demo, and ``pf-ts STORE``. Parsing, progress and printing only; the work is in :mod:`twin.timeseries`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+DEFAULT_PIPELINE = [("deaccumulate", {}), ("clip", {"lo": 0.0})]
+
+
+def is_store(path: str | Path) -> bool:
+    """Whether ``path`` is a gridtwin time-series store folder."""
+    meta = Path(path) / "zarr.json"
+    if not meta.is_file():
+        return False
+    try:
+        return json.loads(meta.read_text()).get("attributes", {}).get("format", "").startswith("gridtwin-store")
+    except (OSError, ValueError):
+        return False
+
+
+def add_store_parsers(sub: argparse._SubParsersAction, fill: Any) -> None:
+    """Register the store subcommands on ``sub`` (``fill`` wraps description paragraphs)."""
+    _add_ingest(sub, fill)
+    info = sub.add_parser("info", help="what a store holds: groups, devices, slots, variables")
+    info.add_argument("store", type=Path, metavar="STORE")
+    info.add_argument("--json", action="store_true", help="print as JSON")
+    info.set_defaults(handler=_run_info)
+    clean = sub.add_parser(
+        "clean",
+        help="apply a cleaning pipeline to a store variable (default: register → interval energy)",
+        description=fill(
+            "Apply a cleaning pipeline chunk by chunk to one variable of the 'measurements' group and store the "
+            "result as another variable, atomically; the pipeline is recorded in the variable's attributes.",
+            "The default pipeline turns the cumulative register A_plus (kWh) into interval energy energy_kwh: "
+            "deaccumulate (counter resets flagged), then clip negative energy to missing.",
+        ),
+    )
+    clean.add_argument("store", type=Path, metavar="STORE")
+    clean.add_argument("--source", default="A_plus", help="variable to read (default: A_plus)")
+    clean.add_argument("--target", default="energy_kwh", help="variable to write (default: energy_kwh)")
+    clean.add_argument("--pipeline", type=Path, help="a pipeline JSON file (twin.timeseries.clean.Pipeline.to_json)")
+    clean.set_defaults(handler=_run_clean)
+    sensors = sub.add_parser(
+        "sensors",
+        help="virtual sensors: meters below each transformer vs its own metering",
+        description=fill(
+            "Sum the meters below each transformer (their 'trafo' label) and compare with the transformer's metering "
+            "in the 'sensors' group: residual, relative error, silent meters and suspected non-technical losses."
+        ),
+    )
+    sensors.add_argument("store", type=Path, metavar="STORE")
+    sensors.add_argument("--variable", default="energy_kwh", help="meter variable (interval energy, kWh)")
+    sensors.add_argument("--threshold", type=float, default=0.03, help="relative residual that flags NTL (0.03)")
+    sensors.add_argument("--json", action="store_true", help="print as JSON")
+    sensors.set_defaults(handler=_run_sensors)
+    _add_privacy(sub, fill)
+    demo = sub.add_parser(
+        "demo",
+        help="build a demo store from synthetic meter data on a SimBench grid (no download) and run the whole path",
+        description=fill(
+            "Synthesise household meters below a SimBench grid's loads (registers with resets, gaps, broken meters, "
+            "an unmetered load), write them as a head-end CSV export and the transformer metering as InfluxDB line "
+            "protocol, then ingest both into STORE, clean, aggregate per load, run time-series power flow over the "
+            "store and print the virtual-sensor comparison."
+        ),
+    )
+    demo.add_argument("store", type=Path, metavar="STORE")
+    demo.add_argument("--days", type=int, default=14, help="days of 15-minute data (default 14)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=_run_demo)
+
+
+def _add_ingest(sub: argparse._SubParsersAction, fill: Any) -> None:
+    ing = sub.add_parser(
+        "ingest",
+        help="read meter or sensor files (CSV, Parquet, line protocol) or an InfluxDB server into a store",
+        description=fill(
+            "Read readings into STORE (created when missing, with --freq and --origin). Every row is stored, counted "
+            "as a duplicate (same meter, slot and value: re-ingesting a file is harmless), flagged as a conflict "
+            "(another value for a filled slot: the first is kept) or rejected with its reason; nothing is dropped "
+            "silently. Each batch is written atomically: an interrupted ingest leaves the batches before it.",
+            "Meter ids and customer ids are pseudonymised with a keyed hash; the secret comes from "
+            "$GRIDTWIN_SECRET, $GRIDTWIN_SECRET_FILE or ~/.config/gridtwin/secret and is never stored.",
+        ),
+        epilog=(
+            "examples:\n"
+            "  gridtwin ingest store.zarr export.csv --device-col Dispositivo --parameter-col Parametro \\\n"
+            "      --time-col Data --value-col Valore --decimal , --time-format '%H:%M:%S %d/%m/%Y' --tz Europe/Rome\n"
+            "  gridtwin ingest store.zarr trafos.lp --group sensors --device-tag sensor\n"
+            "  gridtwin ingest store.zarr --influx http://127.0.0.1:8086 --db meters --measurement meter"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ing.add_argument("store", type=Path, metavar="STORE")
+    ing.add_argument("files", type=Path, nargs="*", metavar="FILE")
+    ing.add_argument("--format", choices=("long_csv", "wide_csv", "parquet", "line_protocol"), help="default: guessed")
+    ing.add_argument("--group", default="measurements", help="'measurements' (meters) or 'sensors' (transformers)")
+    for col in ("device", "parameter", "time", "value"):
+        ing.add_argument(f"--{col}-col", dest=f"{col}_col", metavar="NAME", help=f"column holding the {col}")
+    ing.add_argument("--parameter", help="parameter name when the file has no parameter column")
+    ing.add_argument("--sep", help="CSV field separator (default ,)")
+    ing.add_argument("--decimal", help="decimal mark (default .)")
+    ing.add_argument("--time-format", help="strptime format of the time column (default: ISO 8601)")
+    ing.add_argument("--tz", help="time zone of naive timestamps, e.g. Europe/Rome (default UTC)")
+    ing.add_argument("--device-tag", help="line protocol: tag holding the device id (default 'device')")
+    ing.add_argument("--influx", metavar="URL", help="read from an InfluxDB 1.x server instead of files")
+    ing.add_argument("--db", help="InfluxDB database")
+    ing.add_argument("--measurement", default="meter", help="InfluxDB measurement (default meter)")
+    ing.add_argument("--meters", type=Path, help="Meters table CSV (meter, customer, load, bus, trafo)")
+    ing.add_argument("--freq", default="15min", help="slot length of a new store (default 15min)")
+    ing.add_argument("--origin", default="2000-01-01", help="first slot of a new store (UTC, default 2000-01-01)")
+    ing.add_argument("--rejected", type=Path, help="write every rejected row with its reason to this CSV")
+    ing.add_argument("--json", action="store_true", help="print the report as JSON")
+    ing.set_defaults(handler=_run_ingest)
+
+
+def _add_privacy(sub: argparse._SubParsersAction, fill: Any) -> None:
+    erase = sub.add_parser(
+        "erase",
+        help="remove one customer's data from a store (right to be forgotten)",
+        description=fill(
+            "Erase every value, quality flag and label of CUSTOMER's meters in STORE, in one atomic batch, and clear "
+            "per-load series fed only by them. Needs the same pseudonymisation secret the store was written with."
+        ),
+    )
+    erase.add_argument("store", type=Path, metavar="STORE")
+    erase.add_argument("customer", metavar="CUSTOMER", help="the customer id in clear")
+    erase.set_defaults(handler=_run_erase)
+    exp = sub.add_parser("export-customer", help="give a customer's data back (portability) as CSV, JSON or netCDF")
+    exp.add_argument("store", type=Path, metavar="STORE")
+    exp.add_argument("customer", metavar="CUSTOMER")
+    exp.add_argument("--out", type=Path, required=True, help="FILE.csv, FILE.json or FILE.nc")
+    exp.add_argument("--meters", type=Path, help="Meters table CSV, to put the meter ids back in clear")
+    exp.set_defaults(handler=_run_export)
+    ret = sub.add_parser("retention", help="set or apply per-variable retention (drop data older than N days)")
+    ret.add_argument("store", type=Path, metavar="STORE")
+    ret.add_argument("--keep", nargs="*", default=[], metavar="VAR=DAYS", help="e.g. A_plus=730 energy_kwh=3650")
+    ret.add_argument("--apply", action="store_true", help="drop the expired data now")
+    ret.set_defaults(handler=_run_retention)
+
+
+# --- handlers -------------------------------------------------------------------------------------------------
+def _open(path: Path, *, create: bool = False, **kw: Any) -> Any:
+    from twin.timeseries.store import Store
+
+    if create and not (path / "zarr.json").exists():
+        return Store.create(path, **kw)
+    return Store.open(path)
+
+
+def _progress(err: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
+    names = {
+        "device_col": "device",
+        "parameter_col": "parameter",
+        "time_col": "time",
+        "value_col": "value",
+        "sep": "sep",
+        "decimal": "decimal",
+        "time_format": "time_format",
+        "tz": "tz",
+        "device_tag": "device_tag",
+    }
+    opts = {key: getattr(args, attr) for attr, key in names.items() if getattr(args, attr, None) is not None}
+    if args.parameter is not None:
+        opts["fixed_parameter"] = args.parameter
+    return opts
+
+
+def _run_ingest(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from twin.cli import CommandError
+    from twin.timeseries.importer import import_batches, import_files
+
+    if not args.files and not args.influx:
+        raise CommandError("nothing to ingest", "give one or more FILEs, or --influx URL --db DB")
+    store = _open(args.store, create=True, freq=args.freq, origin=args.origin)
+    meters = pd.read_csv(args.meters, dtype=str, index_col=0).fillna("") if args.meters else None
+    with _progress(err) as bar:
+        task = bar.add_task("reading", total=None)
+
+        def tick(source: str, rows: int) -> None:
+            bar.update(task, advance=rows, description=f"{Path(source).name}")
+
+        if args.influx:
+            from twin.timeseries.influx import read_influx
+
+            if not args.db:
+                raise CommandError("--influx needs --db", "e.g. --db meters")
+            batches = read_influx(args.influx, args.db, measurement=args.measurement)
+            report = import_batches(store, batches, group=args.group, meters=meters, progress=tick)
+        else:
+            report = import_files(
+                store,
+                args.files,
+                format=args.format,
+                group=args.group,
+                meters=meters,
+                progress=tick,
+                **_reader_options(args),
+            )
+    if args.rejected is not None:
+        report.rejected.to_csv(args.rejected, index=False)
+    summary = report.as_dict()
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))  # noqa: T201
+        return 0
+    table = Table(title=f"ingest into {args.store}", show_header=False)
+    for key in (
+        "rows_read",
+        "readings_stored",
+        "duplicates",
+        "conflicts",
+        "rejected",
+        "new_devices",
+        "time_range",
+        "seconds",
+        "rows_per_s",
+    ):
+        table.add_row(key.replace("_", " "), str(summary[key]))
+    table.add_row(
+        "gaps",
+        f"{summary['gaps'].get('missing_slots', 0)} missing slots on "
+        f"{summary['gaps'].get('devices_with_gaps', 0)} devices",
+    )
+    out.print(table)
+    for reason, count in summary["rejected_by_reason"].items():
+        out.print(f"  rejected {count}: {reason}")
+    return 0
+
+
+def _run_info(args: argparse.Namespace, out: Console, err: Console) -> int:
+    info = _open(args.store).describe()
+    if args.json:
+        print(json.dumps(info, indent=2))  # noqa: T201
+        return 0
+    table = Table(title=f"{info['path']} (slots of {info['freq']})")
+    for col in ("group", "devices", "slots", "variables"):
+        table.add_column(col)
+    for name, g in info["groups"].items():
+        table.add_row(name, str(g["devices"]), str(g["slots"]), ", ".join(g["variables"]))
+    out.print(table)
+    return 0
+
+
+def _run_clean(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from twin.timeseries.clean import Pipeline
+    from twin.timeseries.derive import clean_store
+
+    store = _open(args.store)
+    pipeline = Pipeline.from_json(args.pipeline.read_text()) if args.pipeline else Pipeline("energy", DEFAULT_PIPELINE)
+    with _progress(err) as bar:
+        task = bar.add_task(f"cleaning {args.source}", total=None)
+        clean_store(
+            store,
+            pipeline,
+            source=args.source,
+            target=args.target,
+            units="kWh",
+            progress=lambda k, n: bar.update(task, completed=k, total=n),
+        )
+    out.print(f"wrote measurements/{args.target} from {args.source} with pipeline {pipeline.name!r}")
+    return 0
+
+
+def _run_sensors(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from twin.timeseries.sensors import virtual_sensors
+
+    result = virtual_sensors(_open(args.store), variable=args.variable, ntl_threshold=args.threshold)
+    summary = result.summary
+    if args.json:
+        print(summary.assign(silent_meters=summary["silent_meters"].map(len)).to_json(orient="index", indent=2))  # noqa: T201
+        return 0
+    table = Table(title="virtual sensors: meters + losses vs transformer metering")
+    for col in ("trafo", "meters", "complete slots", "median rel. error", "silent meters", "NTL suspected"):
+        table.add_column(col)
+    for trafo, row in summary.iterrows():
+        table.add_row(
+            str(trafo),
+            str(row["n_meters"]),
+            str(row["complete_slots"]),
+            f"{row['median_rel_error']:+.2%}",
+            str(len(row["silent_meters"])),
+            "[bold red]yes[/]" if row["ntl_suspected"] else "no",
+        )
+    out.print(table)
+    return 0
+
+
+def _run_erase(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from twin.timeseries.privacy import erase_customer
+
+    counts = erase_customer(_open(args.store), args.customer)
+    out.print(f"erased customer {args.customer}: {counts['meters']} meters, {counts['load_columns']} per-load series")
+    return 0
+
+
+def _run_export(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from twin.cli import CommandError
+    from twin.timeseries.privacy import export_customer
+
+    meters = pd.read_csv(args.meters, dtype=str, index_col=0).fillna("") if args.meters else None
+    ds = export_customer(_open(args.store), args.customer, meters)
+    suffix = args.out.suffix
+    if suffix == ".nc":
+        ds.to_netcdf(args.out)
+    elif suffix in (".csv", ".json"):
+        frame = (
+            ds.drop_vars([v for v in ds.data_vars if str(v).startswith("quality_")]).to_dataframe().dropna(how="all")
+        )
+        frame.to_csv(args.out) if suffix == ".csv" else frame.reset_index().to_json(
+            args.out, orient="records", date_format="iso", indent=1
+        )
+    else:
+        raise CommandError(f"--out {args.out}: unknown suffix {suffix!r}", "use .csv, .json or .nc")
+    out.print(f"wrote {args.out}")
+    return 0
+
+
+def _run_retention(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from twin.cli import CommandError
+
+    store = _open(args.store)
+    keep = {}
+    for item in args.keep:
+        var, _, days = item.partition("=")
+        if not days:
+            raise CommandError(f"--keep {item!r}: expected VAR=DAYS", "e.g. --keep A_plus=730")
+        keep[var] = float(days)
+    if keep:
+        store.set_retention(keep)
+    out.print(f"retention: {store.attrs.get('retention_days', {})}")
+    if args.apply:
+        for var, n in store.apply_retention().items():
+            out.print(f"  {var}: cleared {n} slots")
+    return 0
+
+
+def run_pf_ts_store(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``gridtwin pf-ts STORE --grid CASE``: out-of-core time-series power flow over the store's loads."""
+    from twin.cli import CommandError
+    from twin.timeseries.powerflow import run_pf_store
+
+    if not args.grid:
+        raise CommandError("pf-ts on a store needs --grid", "e.g. --grid 1-MV-urban--0-sw or --grid grid.json")
+    import twin
+
+    store = _open(Path(args.case))
+    grid = twin.load(args.grid)
+    with _progress(err) as bar:
+        task = bar.add_task("power flow", total=None)
+        report = run_pf_store(
+            store,
+            grid,
+            method=args.method,
+            tol_mva=args.tol_mva,
+            progress=lambda k, n: bar.update(task, completed=k, total=n),
+        )
+    summary = {
+        "steps": report.steps,
+        "windows": report.windows,
+        "not_converged": report.not_converged,
+        "solve_s": round(report.solve_s, 3),
+        "io_s": round(report.io_s, 3),
+        "min_vm_pu": report.min_vm_pu,
+        "max_loading_pct": report.max_loading_pct,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))  # noqa: T201
+    else:
+        out.print(
+            f"{report.steps} steps in {report.windows} windows: solve {report.solve_s:.2f} s, "
+            f"read/write {report.io_s:.2f} s, {report.not_converged} not converged, min vm "
+            f"{report.min_vm_pu:.4f} pu, max loading {report.max_loading_pct:.1f} %; results in "
+            f"{args.case}/results"
+        )
+    return 0
+
+
+def _run_demo(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from twin.timeseries.demo_run import run_demo
+
+    t0 = time.perf_counter()
+    result = run_demo(args.store, days=args.days, seed=args.seed, console=err)
+    out.print(result["text"], markup=False, highlight=False)
+    out.print(f"demo store {args.store} built in {time.perf_counter() - t0:.1f} s")
+    return 0
