@@ -240,8 +240,7 @@ def _run_ingest(args: argparse.Namespace, out: Console, err: Console) -> int:
         table.add_row(key.replace("_", " "), str(summary[key]))
     table.add_row(
         "gaps",
-        f"{summary['gaps'].get('missing_slots', 0)} missing slots on "
-        f"{summary['gaps'].get('devices_with_gaps', 0)} devices",
+        f"{summary['gaps'].get('missing_slots', 0)} empty slots between the devices' first and last readings",
     )
     out.print(table)
     for reason, count in summary["rejected_by_reason"].items():
@@ -289,10 +288,22 @@ def _run_sensors(args: argparse.Namespace, out: Console, err: Console) -> int:
     result = virtual_sensors(_open(args.store), variable=args.variable, ntl_threshold=args.threshold)
     summary = result.summary
     if args.json:
-        print(summary.assign(silent_meters=summary["silent_meters"].map(len)).to_json(orient="index", indent=2))  # noqa: T201
+        print(
+            summary.assign(
+                silent_meters=summary["silent_meters"].map(len), stuck_meters=summary["stuck_meters"].map(len)
+            ).to_json(orient="index", indent=2)
+        )  # noqa: T201
         return 0
     table = Table(title="virtual sensors: meters + losses vs transformer metering")
-    for col in ("trafo", "meters", "complete slots", "median rel. error", "silent meters", "NTL suspected"):
+    for col in (
+        "trafo",
+        "meters",
+        "complete slots",
+        "median rel. error",
+        "silent meters",
+        "stuck meters",
+        "NTL suspected",
+    ):
         table.add_column(col)
     for trafo, row in summary.iterrows():
         table.add_row(
@@ -301,6 +312,7 @@ def _run_sensors(args: argparse.Namespace, out: Console, err: Console) -> int:
             str(row["complete_slots"]),
             f"{row['median_rel_error']:+.2%}",
             str(len(row["silent_meters"])),
+            str(len(row["stuck_meters"])),
             "[bold red]yes[/]" if row["ntl_suspected"] else "no",
         )
     out.print(table)

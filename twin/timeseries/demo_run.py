@@ -88,6 +88,7 @@ def run_demo(
         "pf": pf,
         "virtual_sensors": vs,
         "truth": data.truth,
+        "grid": grid,
         "seconds": seconds,
         "files": files,
         "text": _text(ingest.as_dict(), pf, vs, data, seconds),

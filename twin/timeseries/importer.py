@@ -109,16 +109,13 @@ def import_batches(
     pending: list[pd.DataFrame] = []
     pending_rows = 0
     rejected = []
-    spans: list[pd.DataFrame] = []
 
     def flush() -> None:
         nonlocal pending, pending_rows
         if pending:
-            frame = pending[0] if len(pending) == 1 else pd.concat(pending, ignore_index=True)
             report.store.merge(
-                store.append(frame, group=group, units=units, source=",".join(report.sources), meters=meters)
+                store.append(pending, group=group, units=units, source=",".join(report.sources), meters=meters)
             )
-            spans.append(_spans(frame))
         pending, pending_rows = [], 0
 
     for batch in _prefetch(iter(batches)):
@@ -135,26 +132,9 @@ def import_batches(
             flush()
     flush()
     report.reader_rejected = pd.concat(rejected, ignore_index=True) if rejected else pd.DataFrame()
-    report.gaps = _gaps(spans, store.freq)
+    report.gaps = {"missing_slots": report.store.missing_in_range}
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def _spans(frame: pd.DataFrame) -> pd.DataFrame:
-    """First and last time and number of distinct slots per (device, parameter) in one batch."""
-    grouped = frame.groupby(["device", "parameter"], observed=True, sort=False)["time"]
-    return pd.DataFrame({"first": grouped.min(), "last": grouped.max(), "n": grouped.nunique()})
-
-
-def _gaps(spans: list[pd.DataFrame], freq: pd.Timedelta) -> dict[str, int]:
-    """Missing slots between each device's first and last reading over the whole import."""
-    if not spans:
-        return {"missing_slots": 0, "devices_with_gaps": 0}
-    both = pd.concat(spans)
-    agg = both.groupby(level=[0, 1], observed=True).agg(first=("first", "min"), last=("last", "max"), n=("n", "sum"))
-    expected = (agg["last"] - agg["first"]) // freq + 1
-    missing = (expected - agg["n"]).clip(lower=0)
-    return {"missing_slots": int(missing.sum()), "devices_with_gaps": int((missing > 0).sum())}
 
 
 def import_files(

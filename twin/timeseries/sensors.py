@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -62,10 +63,13 @@ def virtual_sensors(
     sensor_of: dict[str, str] | None = None,
     losses_kw: xr.DataArray | None = None,
     ntl_threshold: float = 0.03,
+    stuck_after: str = "6h",
 ) -> VirtualSensors:
     """Compare each metered transformer with the sum of its meters (see the module docstring).
 
     ``sensor_of`` maps transformer id → sensor id when they differ (default: the sensor id is the trafo id).
+    A meter whose interval energy is exactly zero for ``stuck_after`` in a row is listed as stuck (a frozen
+    register: a household draws something every quarter hour); its transformer's residual is then not an NTL sign.
     """
     if "sensors" not in store.groups():
         raise StoreError(f"{store.path} has no 'sensors' group: ingest the transformer metering first")
@@ -99,19 +103,22 @@ def virtual_sensors(
             "complete": complete,
         }
     )
-    return VirtualSensors(series, _summary(store, series, variable, ntl_threshold))
+    return VirtualSensors(series, _summary(store, series, variable, ntl_threshold, stuck_after))
 
 
-def _summary(store: Store, series: xr.Dataset, variable: str, ntl_threshold: float) -> pd.DataFrame:
+def _summary(store: Store, series: xr.Dataset, variable: str, ntl_threshold: float, stuck_after: str) -> pd.DataFrame:
     ok = series["complete"] & series["rel_error"].notnull()
     rel = series["rel_error"].where(ok)
     g = store._root["measurements"]
     labels = g["trafo"][:].astype(object)
-    reported = _meters_reporting(store, variable)
+    ids = g["meter"][:].astype(object)
+    reported, zero_run = _meter_health(store, variable)
+    stuck_slots = int(pd.Timedelta(stuck_after) / store.freq)
     rows = []
     for trafo in series["trafo"].to_numpy().astype(str):
         r = rel.sel(trafo=trafo).dropna("time").to_numpy()
-        silent = g["meter"][:].astype(object)[(labels == trafo) & ~reported]
+        silent = ids[(labels == trafo) & ~reported]
+        stuck = ids[(labels == trafo) & reported & (zero_run >= stuck_slots)]
         median = float(np.median(r)) if len(r) else np.nan
         positive = float((r > 0).mean()) if len(r) else np.nan
         rows.append(
@@ -122,17 +129,33 @@ def _summary(store: Store, series: xr.Dataset, variable: str, ntl_threshold: flo
                 "median_rel_error": median,
                 "positive_share": positive,
                 "silent_meters": list(silent),
+                "stuck_meters": list(stuck),
                 "incomplete_meters": bool(len(silent)) or len(r) < int(series.sizes["time"]) * 0.5,
-                "ntl_suspected": bool(len(r)) and median > ntl_threshold and positive > 0.8,
+                "ntl_suspected": bool(len(r)) and median > ntl_threshold and positive > 0.8 and not len(stuck),
             }
         )
     return pd.DataFrame(rows).set_index("trafo")
 
 
-def _meters_reporting(store: Store, variable: str) -> np.ndarray:
+def _meter_health(store: Store, variable: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per meter: whether it reported at all, and its longest run of zero-energy slots (a stuck register)."""
     arr = store._root["measurements"][variable]
-    out = np.zeros(arr.shape[1], dtype=bool)
+    reported = np.zeros(arr.shape[1], dtype=bool)
+    zero_run = np.zeros(arr.shape[1], dtype=np.int64)
     step = arr.chunks[1]
     for lo in range(0, arr.shape[1], step):
-        out[lo : lo + step] = ~np.isnan(arr[:, lo : lo + step]).all(axis=0)
+        block = arr[:, lo : lo + step]
+        reported[lo : lo + step] = ~np.isnan(block).all(axis=0)
+        zero_run[lo : lo + step] = _longest_zero_run(np.ascontiguousarray(block.T))
+    return reported, zero_run
+
+
+@numba.njit(cache=True)
+def _longest_zero_run(rows: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    out = np.zeros(rows.shape[0], dtype=np.int64)
+    for i in range(rows.shape[0]):
+        run = 0
+        for v in rows[i]:
+            run = run + 1 if v == 0.0 else 0
+            out[i] = max(out[i], run)
     return out

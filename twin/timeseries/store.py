@@ -54,6 +54,7 @@ class AppendReport:
     conflicts: int = 0
     rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["device", "time", "reason"]))
     new_devices: int = 0
+    missing_in_range: int = 0  # empty slots between each touched device's first and last value, per window
     variables: list[str] = field(default_factory=list)
     time_range: tuple[pd.Timestamp, pd.Timestamp] | None = None
 
@@ -64,6 +65,7 @@ class AppendReport:
         self.duplicates += other.duplicates
         self.conflicts += other.conflicts
         self.new_devices += other.new_devices
+        self.missing_in_range += other.missing_in_range
         self.rejected = (
             pd.concat([self.rejected, other.rejected], ignore_index=True) if len(other.rejected) else (self.rejected)
         )
@@ -211,7 +213,7 @@ class Store:
     # --- appending ----------------------------------------------------------------------------------------
     def append(
         self,
-        readings: pd.DataFrame,
+        readings: pd.DataFrame | list[pd.DataFrame],
         *,
         group: str = "measurements",
         units: dict[str, str] | None = None,
@@ -220,6 +222,8 @@ class Store:
         meters: pd.DataFrame | None = None,
     ) -> AppendReport:
         """Write Readings (columns device, parameter, time, value; see docs/design/timeseries.md) atomically.
+
+        ``readings`` may be a list of such frames (a reader's batches): they are written as one batch.
 
         Timestamps are matched to the store's slots within ``tolerance`` (default a tenth of ``freq``; head-end
         exports stamp 16:30:04 for the 16:30 reading). Readings before ``origin`` or off the grid are rejected with
@@ -231,80 +235,110 @@ class Store:
 
     def _append(
         self,
-        readings: pd.DataFrame,
+        readings: pd.DataFrame | list[pd.DataFrame],
         group: str,
         units: dict[str, str],
         tolerance: str | pd.Timedelta | None,
         source: str,
         meters: pd.DataFrame | None,
     ) -> AppendReport:
-        report = AppendReport(group=group, received=len(readings))
-        if readings.empty:
+        frames = [f for f in ([readings] if isinstance(readings, pd.DataFrame) else readings) if len(f)]
+        report = AppendReport(group=group, received=sum(len(f) for f in frames))
+        if not frames:
             return report
         g = self._group(group)
-        slots, rejected = self._slots(readings, tolerance)
-        report.rejected = rejected
+        parts = [self._locate(g, group, frame, tolerance, meters, report) for frame in frames]
+        slots = np.concatenate([p[0] for p in parts])
+        cols = np.concatenate([p[1] for p in parts])
+        names = list(dict.fromkeys(name for p in parts for name in p[4]))
+        params = np.concatenate([np.array([names.index(n) for n in p[4]], dtype=np.int64)[p[2]] for p in parts])
+        values = np.concatenate([p[3] for p in parts])
+        if not len(slots):
+            return report
+        self._extend_time(g, int(slots.max()) + 1)
+        for code, param in enumerate(names):
+            sel = params == code if len(names) > 1 else slice(None)
+            var = variable_name(param)
+            counts = self._write_variable(g, var, param, units.get(param, ""), slots[sel], cols[sel], values[sel])
+            report.stored += counts[0]
+            report.duplicates += counts[1]
+            report.conflicts += counts[2]
+            report.missing_in_range += counts[3]
+            report.variables.append(var)
+        report.time_range = (self._slot_time(int(slots.min())), self._slot_time(int(slots.max())))
+        self._record_provenance(g, source, report)
+        return report
+
+    def _locate(
+        self,
+        g: zarr.Group,
+        group: str,
+        frame: pd.DataFrame,
+        tolerance: str | pd.Timedelta | None,
+        meters: pd.DataFrame | None,
+        report: AppendReport,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """Slots, columns (new devices added), parameter codes and values of one frame's accepted readings."""
+        slots, rejected = self._slots(frame, tolerance)
+        if len(rejected):
+            report.rejected = (
+                pd.concat([report.rejected, rejected], ignore_index=True) if len(report.rejected) else (rejected)
+            )
         keep = slots >= 0
-        dev_codes, dev_uniques = pd.factorize(readings["device"])  # hash-based; arrow strings stay arrow
-        dev_codes = dev_codes[keep]
+        all_kept = bool(keep.all())
+        dev_codes, dev_uniques = pd.factorize(frame["device"])  # hash-based; arrow strings stay arrow
+        if not all_kept:
+            dev_codes = dev_codes[keep]
         dev_uniques = np.asarray(dev_uniques, dtype=object)
         present = np.zeros(len(dev_uniques), dtype=bool)
         present[dev_codes] = True  # devices whose every reading was rejected get no column
         if group == "measurements":
             dev_uniques[present] = self.pseudonymiser.meters(dev_uniques[present])
         unique_cols = np.full(len(dev_uniques), -1, dtype=np.int64)
-        unique_cols[present], report.new_devices = self._columns(g, group, dev_uniques[present], meters)
-        cols = unique_cols[dev_codes]
-        slots = slots[keep]
-        par_codes, par_uniques = pd.factorize(readings["parameter"])
-        par_codes = par_codes[keep]
-        values = readings["value"].to_numpy(dtype=np.float64)[keep]
-        self._extend_time(g, int(slots.max()) + 1 if len(slots) else 0)
-        for code, param in enumerate(par_uniques):
-            sel = par_codes == code if len(par_uniques) > 1 else slice(None)
-            var = variable_name(str(param))
-            counts = self._write_variable(
-                g, var, str(param), units.get(str(param), ""), slots[sel], cols[sel], values[sel]
-            )
-            report.stored += counts[0]
-            report.duplicates += counts[1]
-            report.conflicts += counts[2]
-            report.variables.append(var)
-        if len(slots):
-            report.time_range = (self._slot_time(int(slots.min())), self._slot_time(int(slots.max())))
-        self._record_provenance(g, source, report)
-        return report
+        unique_cols[present], new = self._columns(g, group, dev_uniques[present], meters)
+        report.new_devices += new
+        par_codes, par_uniques = pd.factorize(frame["parameter"])
+        values = frame["value"].to_numpy(dtype=np.float64)
+        if not all_kept:
+            slots, par_codes, values = slots[keep], par_codes[keep], values[keep]
+        # parameter codes of this frame → positions in the batch's list of names (same order of first appearance)
+        return slots, unique_cols[dev_codes], par_codes, values, [str(p) for p in par_uniques]
 
     def _slot_time(self, slot: int) -> pd.Timestamp:
         return self.origin + slot * self.freq
 
     def _slots(self, readings: pd.DataFrame, tolerance: str | pd.Timedelta | None) -> tuple[np.ndarray, pd.DataFrame]:
         """Slot index per reading (-1 where rejected) and the rejected readings with reasons."""
-        times = pd.to_datetime(readings["time"]).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        times = readings["time"].to_numpy(dtype="datetime64[ns]").view(np.int64)
         step = self.freq.value
         tol = pd.Timedelta(tolerance).value if tolerance is not None else step // 10
         offset = times - self.origin.value
-        slots = np.floor_divide(offset + step // 2, step)
-        off = offset - slots * step
-        reasons = np.full(len(times), "", dtype=object)
-        bad_time = readings["time"].isna().to_numpy()
-        reasons[np.abs(off) > tol] = f"timestamp is off the store's {self.freq} grid by more than {pd.Timedelta(tol)}"
-        reasons[offset < -tol] = (
-            f"timestamp before the store's origin {self.origin}; create the store with an earlier origin"
+        slots = (offset + step // 2) // step
+        no_time = times == np.iinfo(np.int64).min  # NaT
+        before = offset < -tol
+        off_grid = np.abs(offset - slots * step) > tol
+        no_value = ~np.isfinite(readings["value"].to_numpy(dtype=np.float64))
+        bad = no_time | before | off_grid | no_value
+        if not bad.any():
+            return slots, pd.DataFrame(columns=["device", "time", "reason"])
+        reasons = np.select(
+            [no_time[bad], before[bad], off_grid[bad]],
+            [
+                "no timestamp",
+                f"timestamp before the store's origin {self.origin}; create the store with an earlier origin",
+                f"timestamp is off the store's {self.freq} grid by more than {pd.Timedelta(tol)}",
+            ],
+            default="value is not a finite number",
         )
-        reasons[bad_time] = "no timestamp"
-        nan_value = ~np.isfinite(readings["value"].to_numpy(dtype=np.float64))
-        reasons[nan_value & (reasons == "")] = "value is not a finite number"
-        bad = reasons != ""
         slots[bad] = -1
         rejected = pd.DataFrame(
             {
                 "device": readings["device"][bad].to_numpy(dtype=object),
                 "time": readings["time"][bad].to_numpy(),
-                "reason": reasons[bad],
+                "reason": reasons,
             }
         )
-        return slots.astype(np.int64), rejected
+        return slots, rejected
 
     def _group(self, name: str) -> zarr.Group:
         if name in self.groups():
@@ -434,12 +468,15 @@ class Store:
 
     def _write_variable(
         self, g: zarr.Group, var: str, param: str, unit: str, slots: np.ndarray, cols: np.ndarray, values: np.ndarray
-    ) -> tuple[int, int, int]:
-        """Merge readings of one variable into the stored cube, window by window; (stored, duplicates, conflicts)."""
+    ) -> tuple[int, ...]:
+        """Merge readings of one variable into the stored cube, window by window.
+
+        Returns (stored, duplicates, conflicts, missing slots inside the touched devices' ranges).
+        """
         values_arr, quality_arr = self._variable(g, var, param, unit)
         chunk_slots = int(self._root.attrs["chunk_slots"])
         window = slots // chunk_slots
-        totals = np.zeros(3, dtype=np.int64)
+        totals = np.zeros(4, dtype=np.int64)
         if window.min() == window.max():
             return tuple(int(x) for x in _merge_window(values_arr, quality_arr, slots, cols, values))
         order = np.argsort(window, kind="stable")  # stable: the first reading of a slot in file order wins
@@ -447,7 +484,7 @@ class Store:
         bounds = np.flatnonzero(np.diff(window)) + 1
         for lo, hi in itertools.pairwise([0, *bounds.tolist(), len(window)]):
             totals += _merge_window(values_arr, quality_arr, slots[lo:hi], cols[lo:hi], values[lo:hi])
-        return int(totals[0]), int(totals[1]), int(totals[2])
+        return int(totals[0]), int(totals[1]), int(totals[2]), int(totals[3])
 
     def _record_provenance(self, g: zarr.Group, source: str, report: AppendReport) -> None:
         prov = list(g.attrs.get("provenance", []))
@@ -527,7 +564,12 @@ def _merge_window(
     counts = _merge_cells(block.reshape(-1), quality.reshape(-1), key, values, flags.CONFLICT)
     values_arr[s0:s1, c0:c1] = block
     quality_arr[s0:s1, c0:c1] = quality
-    return counts
+    valid = ~np.isnan(block)
+    n_valid = valid.sum(axis=0)
+    first = valid.argmax(axis=0)
+    last = block.shape[0] - 1 - valid[::-1].argmax(axis=0)
+    missing = np.where(n_valid > 0, last - first + 1 - n_valid, 0).sum()
+    return np.append(counts, missing)
 
 
 @numba.njit(cache=True)
