@@ -288,11 +288,8 @@ def _run_sensors(args: argparse.Namespace, out: Console, err: Console) -> int:
     result = virtual_sensors(_open(args.store), variable=args.variable, ntl_threshold=args.threshold)
     summary = result.summary
     if args.json:
-        print(
-            summary.assign(
-                silent_meters=summary["silent_meters"].map(len), stuck_meters=summary["stuck_meters"].map(len)
-            ).to_json(orient="index", indent=2)
-        )  # noqa: T201
+        counts = {"silent_meters": summary["silent_meters"].map(len), "stuck_meters": summary["stuck_meters"].map(len)}
+        print(summary.assign(**counts).to_json(orient="index", indent=2))  # noqa: T201
         return 0
     table = Table(title="virtual sensors: meters + losses vs transformer metering")
     for col in (
