@@ -565,6 +565,63 @@ def run_cim_import(repeats: int) -> list[Row]:
     return rows
 
 
+def run_ingest(n_rows: int, *, full: bool) -> list[Row]:
+    """Readings into the store vs a pandas baseline and InfluxDB (``benchmarks/ingest.py``); with ``full``, also the
+    10,000-meter year (ingest, clean, aggregate) and the SimBench MV year over a store, each in a subprocess for its
+    peak memory."""
+    from benchmarks.ingest import run_ingest_bench
+
+    case = f"{n_rows:,} readings, 10,000 meters"
+    rows: list[Row] = []
+    for r in run_ingest_bench(n_rows, log=lambda m: print(m, file=sys.stderr)):
+        row = Row(
+            suite="ingest",
+            case=case,
+            tool=r["tool"],
+            setting=r["format"],
+            key=f"{r['tool']}/{r['format']}",
+            status=r["status"],
+            time_s=r.get("seconds"),
+            n_steps=r.get("rows"),
+            ratio=r.get("ratio"),
+            is_reference=r["tool"] == "gridtwin",
+        )
+        if "rows_per_s" in r:
+            row.note = f"{r['rows_per_s'] / 1e6:.2f} M rows/s"
+            row.extra = {"rows_per_s": r["rows_per_s"]}
+        rows.append(row)
+    if full:
+        for name, call in (
+            ("10,000 meters x 365 days", "scale_worker()"),
+            ("SimBench MV year, store", "pf_store_year_worker()"),
+        ):
+            print(f"[bench] {name} (subprocess)", file=sys.stderr)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    f"import json; from benchmarks.ingest import {call.split('(')[0]}; print(json.dumps({call}))",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            row = Row(suite="ingest", case=name, tool="gridtwin", setting="peak RSS", key=name, is_reference=True)
+            if proc.returncode:
+                row.status = f"failed: exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"
+            else:
+                fig = json.loads(proc.stdout.strip().splitlines()[-1])
+                row.extra, row.time_s = (
+                    fig,
+                    sum(v for k, v in fig.items() if k.endswith("_s") and k not in {"solve_s", "io_s"})
+                    or fig.get("seconds"),
+                )
+                row.note = f"peak RSS {fig['peak_rss_mib']:.0f} MiB"
+            rows.append(row)
+    return rows
+
+
 def _config(args: argparse.Namespace) -> SuiteConfig:
     if args.smoke:
         cfg = SuiteConfig(
@@ -588,11 +645,20 @@ def _config(args: argparse.Namespace) -> SuiteConfig:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("suite", choices=["pf", "cim"], help="suite to run: 'pf' (AC power flow) or 'cim' (CGMES import)")
+    p.add_argument(
+        "suite",
+        choices=["pf", "cim", "ingest"],
+        help="suite to run: 'pf' (AC power flow), 'cim' (CGMES import) or 'ingest' (meter readings into the store)",
+    )
+    p.add_argument("--rows", type=int, default=10_000_000, help="ingest: readings to ingest (default 10 million)")
     p.add_argument("--quick", action="store_true", help="fewer repeats and steps (smoke check of the suite)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (default 7, quick 3)")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (default bench-pf-<UTC time>.json)")
-    p.add_argument("--full-year", action="store_true", help="also measure peak memory of a SimBench year (slow)")
+    p.add_argument(
+        "--full-year",
+        action="store_true",
+        help="pf: also a SimBench year's peak memory; ingest: also a 10,000-meter year and the store PF year (slow)",
+    )
     p.add_argument("--only", choices=SUITES, action="append", help="run only this part (repeatable)")
     p.add_argument("--tol-pu", type=float, default=1e-8, help="stopping mismatch, pu of sn_mva (default 1e-8)")
     p.add_argument("--max-iter", type=int, default=30, help="Newton iterations at most (default 30)")
@@ -605,12 +671,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = _config(args)
     parts = args.only or [s for s in SUITES if s != "year" or args.full_year]
-    if args.suite == "cim":
+    if args.suite in ("cim", "ingest"):
         parts = []
     t0 = time.perf_counter()
     rows: list[Row] = []
     if args.suite == "cim":
         rows += run_cim_import(args.repeats or 3)
+    if args.suite == "ingest":
+        rows += run_ingest(1_000_000 if args.quick else args.rows, full=args.full_year)
     if "single" in parts:
         for name in cfg.single_cases:
             print(f"[bench] single power flow: {name}", file=sys.stderr)

@@ -78,6 +78,7 @@ def add_store_parsers(sub: argparse._SubParsersAction, fill: Any) -> None:
     demo.add_argument("store", type=Path, metavar="STORE")
     demo.add_argument("--days", type=int, default=14, help="days of 15-minute data (default 14)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--overwrite", action="store_true", help="replace STORE if it is a gridtwin store already")
     demo.set_defaults(handler=_run_demo)
 
 
@@ -410,7 +411,7 @@ def _run_demo(args: argparse.Namespace, out: Console, err: Console) -> int:
     from twin.timeseries.demo_run import run_demo
 
     t0 = time.perf_counter()
-    result = run_demo(args.store, days=args.days, seed=args.seed, console=err)
+    result = run_demo(args.store, days=args.days, seed=args.seed, console=err, overwrite=args.overwrite)
     out.print(result["text"], markup=False, highlight=False)
     out.print(f"demo store {args.store} built in {time.perf_counter() - t0:.1f} s")
     return 0

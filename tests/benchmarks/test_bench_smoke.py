@@ -74,3 +74,22 @@ def test_bench_reports_missing_lightsim2grid(tmp_path: Path, monkeypatch: pytest
     assert len(lightsim) == 2
     assert all(r["status"] == "not installed" and r["ratio"] is None for r in lightsim)
     assert any(r["tool"] == "pandapower" and r["ratio"] > 0 for r in rows)
+
+
+def test_bench_ingest_smoke_all_tools_store_every_reading(tmp_path: Path) -> None:
+    from shutil import which
+
+    if which("influxd") is None:
+        pytest.skip("influxd not installed: apt-get install influxdb (CI installs it)")
+    out = tmp_path / "i.json"
+    assert main(["ingest", "--rows", "30000", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert {(r["tool"], r["setting"]) for r in rows} == {
+        ("gridtwin", "long_csv"),
+        ("gridtwin", "line_protocol"),
+        ("pandas read_csv+pivot+to_zarr", "long_csv"),
+        ("InfluxDB /write, 4 writers", "line_protocol"),
+    }
+    assert all(r["status"] == "ok" for r in rows), [r["status"] for r in rows]
+    assert {r["n_steps"] for r in rows} == {30000}  # every tool holds every reading at the end
+    assert all(r["ratio"] > 0 for r in rows if r["tool"] != "gridtwin")

@@ -5,6 +5,7 @@ virtual sensors, on a SimBench grid, with nothing downloaded. Each step is the p
 from __future__ import annotations
 
 import itertools
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,30 @@ def branch_areas(graph: MultiLayerGraph) -> pd.Series:
 
 
 def run_demo(
-    path: str | Path, *, days: int = 14, seed: int = 0, code: str = demo.DEFAULT, console: Console | None = None
+    path: str | Path,
+    *,
+    days: int = 14,
+    seed: int = 0,
+    code: str = demo.DEFAULT,
+    console: Console | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Build the demo store at ``path`` (must not exist) and return the steps' figures and a text summary."""
+    """Build the demo store at ``path`` and return the steps' figures and a text summary.
+
+    ``path`` must not exist, unless ``overwrite`` and it is a gridtwin store (then it and its ``.files`` folder
+    are replaced).
+    """
+    from twin.cli_store import is_store
+
     path = Path(path)
     if path.exists():
-        raise StoreError(f"{path} exists; the demo builds a new store: remove it or give another path")
+        if not (overwrite and is_store(path)):
+            raise StoreError(
+                f"{path} exists; the demo builds a new store: give another path"
+                + (" (or --overwrite to replace this demo store)" if is_store(path) else "")
+            )
+        shutil.rmtree(path)
+        shutil.rmtree(path.with_name(path.name + ".files"), ignore_errors=True)
     console = console or Console(stderr=True)
     timings: dict[str, float] = {}
 
