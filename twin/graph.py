@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order
 
-from twin.topology import merge_buses
+from twin.topology import merge_buses, nearest_marked_ancestor
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -42,36 +42,6 @@ __all__ = ["MultiLayerGraph", "nearest_marked_ancestor"]
 _TRAFO_KINDS = ("trafo", "trafo3w")
 _BUS_ELEMENTS = ("load", "sgen", "gen", "storage", "shunt", "ext_grid")
 _SEP = "\x1f"  # joins a trafo3w id and a bus id into the key of one winding
-
-
-def nearest_marked_ancestor(parent: np.ndarray, mark: np.ndarray) -> np.ndarray:
-    """Return, for every tree node, the mark of its nearest marked ancestor (itself included).
-
-    Pointer jumping: ``O(n log depth)`` array operations, no Python loop over nodes.
-
-    Parameters
-    ----------
-    parent : ndarray of int64
-        Parent position of every node, -1 at roots and at nodes outside the tree.
-    mark : ndarray of int64
-        Mark of every node, -1 where unmarked.
-
-    Returns
-    -------
-    ndarray of int64
-        The nearest mark up the tree, -1 where no node on the way to the root is marked.
-    """
-    val = np.asarray(mark, dtype=np.int64).copy()
-    anc = np.asarray(parent, dtype=np.int64).copy()
-    todo = np.flatnonzero((val < 0) & (anc >= 0))
-    while todo.size:
-        up = anc[todo]
-        val_up = val[up]
-        found = val_up >= 0
-        val[todo[found]] = val_up[found]
-        anc[todo] = np.where(found, -1, anc[up])
-        todo = todo[~found & (anc[todo] >= 0)]
-    return val
 
 
 def _frame(

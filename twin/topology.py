@@ -1,4 +1,4 @@
-"""Topology processing: closed bus-bus switches → merged buses; connected components (islands).
+"""Topology processing: closed bus-bus switches → merged buses; connected components (islands); tree queries.
 
 Works on positions and arrays; the Grid's ids enter only through the caller.
 """
@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["find_islands", "merge_buses"]
+__all__ = ["find_islands", "merge_buses", "nearest_marked_ancestor"]
 
 
 def merge_buses(n_bus: int, a_pos: np.ndarray, b_pos: np.ndarray) -> tuple[np.ndarray, int]:
@@ -45,3 +45,33 @@ def find_islands(n_bus: int, f_idx: np.ndarray, t_idx: np.ndarray) -> np.ndarray
     adj = sp.coo_matrix((np.ones(len(f_idx)), (f_idx, t_idx)), shape=(n_bus, n_bus))
     _, label = connected_components(adj, directed=False)
     return label.astype(np.int64)
+
+
+def nearest_marked_ancestor(parent: np.ndarray, mark: np.ndarray) -> np.ndarray:
+    """Return, for every tree node, the mark of its nearest marked ancestor (itself included).
+
+    Pointer jumping: ``O(n log depth)`` array operations, no Python loop over nodes.
+
+    Parameters
+    ----------
+    parent : ndarray of int64
+        Parent position of every node, -1 at roots and at nodes outside the tree.
+    mark : ndarray of int64
+        Mark of every node, -1 where unmarked.
+
+    Returns
+    -------
+    ndarray of int64
+        The nearest mark up the tree, -1 where no node on the way to the root is marked.
+    """
+    val = np.asarray(mark, dtype=np.int64).copy()
+    anc = np.asarray(parent, dtype=np.int64).copy()
+    todo = np.flatnonzero((val < 0) & (anc >= 0))
+    while todo.size:
+        up = anc[todo]
+        val_up = val[up]
+        found = val_up >= 0
+        val[todo[found]] = val_up[found]
+        anc[todo] = np.where(found, -1, anc[up])
+        todo = todo[~found & (anc[todo] >= 0)]
+    return val

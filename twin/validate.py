@@ -71,7 +71,8 @@ def find_problems(grid: Grid) -> list[str]:
         for vk_c, vkr_c, sn_c in zip(vk, vkr, sn, strict=True):
             v, r, s = (df[c].to_numpy(float) for c in (vk_c, vkr_c, sn_c))
             problems += _rows(df, on & ~(s > 0), table, sn_c, "must be > 0 MVA")
-            problems += _rows(df, on & ~(v > 0), table, vk_c, "must be > 0 %")
+            # negative: a capacitive short-circuit reactance (star legs of three-winding units), as pandapower
+            problems += _rows(df, on & ~(np.isfinite(v) & (v != 0)), table, vk_c, "must be non-zero and finite %")
             problems += _rows(df, on & (np.abs(r) > np.abs(v)), table, vkr_c, f"exceeds {vk_c} (|vkr| <= |vk|)")
     return problems
 

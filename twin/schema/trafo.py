@@ -15,7 +15,7 @@ TRAFO = TableSchema(
         Column("sn_mva", "float", required=True, doc="rated apparent power, MVA"),
         Column("vn_hv_kv", "float", required=True, doc="rated HV voltage, kV"),
         Column("vn_lv_kv", "float", required=True, doc="rated LV voltage, kV"),
-        Column("vk_percent", "float", required=True, doc="short-circuit voltage, % of rated"),
+        Column("vk_percent", "float", required=True, doc="short-circuit voltage, % of rated (sign of x)"),
         Column("vkr_percent", "float", required=True, doc="real part of short-circuit voltage, %"),
         Column("pfe_kw", "float", default=0.0, doc="iron losses, kW"),
         Column("i0_percent", "float", default=0.0, doc="open-loop current, %"),

@@ -21,13 +21,127 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zarr.abc.store import ByteRequest
+from zarr.abc.store import ByteRequest, Store
 from zarr.storage import LocalStore, WrapperStore
 
 if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, BufferPrototype
 
 JOURNAL = ".journal"
+
+
+class Location:
+    """Where a store lives: a local folder (durable commits with fsync) or an fsspec URL (``s3://``, ``memory://``)."""
+
+    def __init__(self, where: str | Path) -> None:
+        text = str(where)
+        self.is_local = isinstance(where, Path) or "://" not in text or text.startswith("file://")
+        if self.is_local:
+            self.path = Path(text.removeprefix("file://"))
+            self.url = str(self.path)
+        else:
+            import fsspec
+
+            self.url = text.rstrip("/")
+            self.fs, self._root = fsspec.core.url_to_fs(self.url)
+
+    def __str__(self) -> str:
+        return self.url
+
+    def store(self, sub: str = "", *, read_only: bool = False) -> Store:
+        """A zarr store rooted at ``sub`` below the location."""
+        if self.is_local:
+            return LocalStore(self.path / sub, read_only=read_only)
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(f"{self.url}/{sub}".rstrip("/"), read_only=read_only)
+
+    def _abs(self, rel: str) -> str:
+        return f"{self._root}/{rel}".rstrip("/")
+
+    def exists(self, rel: str) -> bool:
+        """Whether a file or folder exists."""
+        return (self.path / rel).exists() if self.is_local else self.fs.exists(self._abs(rel))
+
+    def is_empty(self) -> bool:
+        """Whether the location holds nothing."""
+        if self.is_local:
+            return not self.path.exists() or not any(self.path.iterdir())
+        return not self.fs.exists(self._root) or not self.fs.find(self._root)
+
+    def read_text(self, rel: str) -> str:
+        """A small file's text."""
+        return (self.path / rel).read_text() if self.is_local else self.fs.cat_file(self._abs(rel)).decode()
+
+    def write_atomic(self, rel: str, text: str) -> None:
+        """Write a small file so that readers see all of it or nothing (rename locally, one PUT elsewhere)."""
+        if self.is_local:
+            tmp = self.path / f"{rel}.tmp"
+            with tmp.open("w") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(self.path / rel)
+            _fsync_path((self.path / rel).parent, directory=True)
+        else:
+            self.fs.pipe_file(self._abs(rel), text.encode())
+
+    def fsync_files(self, rels: Iterable[str]) -> None:
+        """Flush written files to disk (local only; object stores acknowledge durable writes)."""
+        if self.is_local:
+            for rel in rels:
+                _fsync_path(self.path / rel)
+
+    def move(self, src: str, dst: str) -> bool:
+        """Move a file over another; False when ``src`` is gone (already moved by an earlier, interrupted apply)."""
+        if self.is_local:
+            source, target = self.path / src, self.path / dst
+            if not source.exists():
+                return False
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.replace(target)
+            return True
+        if not self.fs.exists(self._abs(src)):
+            return False
+        self.fs.mv(self._abs(src), self._abs(dst))
+        return True
+
+    def remove(self, rel: str, *, recursive: bool = False) -> None:
+        """Delete a file (or a folder with ``recursive``) if it exists."""
+        if self.is_local:
+            target = self.path / rel
+            if recursive:
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+        elif self.fs.exists(self._abs(rel)):
+            self.fs.rm(self._abs(rel), recursive=recursive)
+
+    def fsync_dirs(self, rels: Iterable[str]) -> None:
+        """Flush directory entries (renames) to disk, local only."""
+        if self.is_local:
+            for rel in set(rels):
+                if (self.path / rel).is_dir():
+                    _fsync_path(self.path / rel, directory=True)
+
+    def journal_entries(self) -> tuple[list[str], list[str]]:
+        """(transactions with a commit manifest, staging folders) under ``.journal``."""
+        if self.is_local:
+            folder = self.path / JOURNAL
+            if not folder.is_dir():
+                return [], []
+            names = [p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()]
+        else:
+            base = self._abs(JOURNAL)
+            if not self.fs.exists(base):
+                return [], []
+            names = [
+                e["name"].rsplit("/", 1)[-1] + ("/" if e["type"] == "directory" else "")
+                for e in self.fs.ls(base, detail=True)
+            ]
+        committed = sorted(n.removesuffix(".commit.json") for n in names if n.endswith(".commit.json"))
+        staged = sorted(n.rstrip("/") for n in names if n.endswith("/"))
+        return committed, staged
 
 
 def _fsync_path(path: Path, *, directory: bool = False) -> None:
@@ -39,92 +153,73 @@ def _fsync_path(path: Path, *, directory: bool = False) -> None:
         os.close(fd)
 
 
-def recover(root: Path) -> list[str]:
+def recover(where: Location | str | Path) -> list[str]:
     """Roll committed journal entries forward and drop uncommitted ones; returns what was done (for the log)."""
-    journal = root / JOURNAL
-    if not journal.is_dir():
-        return []
+    loc = where if isinstance(where, Location) else Location(where)
+    committed, staged = loc.journal_entries()
     done = []
-    for manifest in sorted(journal.glob("*.commit.json")):
-        txn = manifest.name.removesuffix(".commit.json")
-        _apply(root, txn, json.loads(manifest.read_text()))
+    for txn in committed:
+        _apply(loc, txn, json.loads(loc.read_text(f"{JOURNAL}/{txn}.commit.json")))
         done.append(f"rolled forward {txn}")
-    for staged in journal.iterdir():
-        if staged.is_dir():
-            shutil.rmtree(staged)
-            done.append(f"discarded uncommitted {staged.name}")
+    for txn in staged:
+        if txn not in committed:
+            loc.remove(f"{JOURNAL}/{txn}", recursive=True)
+            done.append(f"discarded uncommitted {txn}")
     return done
 
 
-def _apply(root: Path, txn: str, manifest: dict[str, Any]) -> None:
-    staging = root / JOURNAL / txn
-    parents = set()
-    for key in manifest["set"]:
-        src, dst = staging / key, root / key
-        if src.exists():  # a key already moved by an interrupted earlier apply is skipped
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            src.replace(dst)
-            parents.add(dst.parent)
+def _apply(loc: Location, txn: str, manifest: dict[str, Any]) -> None:
+    staging = f"{JOURNAL}/{txn}"
+    moved = [key for key in manifest["set"] if loc.move(f"{staging}/{key}", key)]
     for key in manifest["delete"]:
-        (root / key).unlink(missing_ok=True)
-        parents.add((root / key).parent)
-    for parent in parents:
-        if parent.is_dir():
-            _fsync_path(parent, directory=True)
-    if staging.is_dir():
-        shutil.rmtree(staging)
-    (root / JOURNAL / f"{txn}.commit.json").unlink(missing_ok=True)
-    _fsync_path(root / JOURNAL, directory=True)
+        loc.remove(key)
+    loc.fsync_dirs(key.rsplit("/", 1)[0] if "/" in key else "" for key in moved + manifest["delete"])
+    loc.remove(staging, recursive=True)
+    loc.remove(f"{JOURNAL}/{txn}.commit.json")
+    loc.fsync_dirs([JOURNAL])
 
 
-class JournaledStore(WrapperStore[LocalStore]):
-    """A LocalStore whose writes are staged until :meth:`commit` (see the module docstring)."""
+class JournaledStore(WrapperStore[Store]):
+    """A zarr store whose writes are staged until :meth:`commit` (see the module docstring)."""
 
-    def __init__(self, store: LocalStore) -> None:
-        super().__init__(store)
+    def __init__(self, location: Location, *, read_only: bool = False) -> None:
+        super().__init__(location.store(read_only=read_only))
+        self.location = location
         self._txn: str | None = None
-        self._stage: LocalStore | None = None
+        self._stage: Store | None = None
         self._set_keys: set[str] = set()
         self._deleted: set[str] = set()
 
-    @property
-    def root(self) -> Path:
-        """The store's folder."""
-        return Path(self._store.root)
+    def _with_store(self, store: Store) -> JournaledStore:
+        """A view on another store object (zarr asks for read-only twins); shares this one's location and state."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._store = store
+        return twin
 
-    # --- transactions -------------------------------------------------------------------------------------
     def begin(self) -> None:
         """Start staging writes."""
         if self._txn is not None:
             raise RuntimeError("a batch is already open on this store")
         self._txn = uuid.uuid4().hex
-        path = self.root / JOURNAL / self._txn
-        path.mkdir(parents=True)
-        self._stage = LocalStore(path)
+        self._stage = self.location.store(f"{JOURNAL}/{self._txn}")
         self._set_keys, self._deleted = set(), set()
 
     def commit(self) -> None:
         """Make the staged batch durable and visible, atomically."""
         if self._txn is None:
             raise RuntimeError("no batch open")
-        staging = self.root / JOURNAL / self._txn
-        for key in self._set_keys:
-            _fsync_path(staging / key)
+        loc = self.location
+        loc.fsync_files(f"{JOURNAL}/{self._txn}/{key}" for key in self._set_keys)
         manifest = {"set": sorted(self._set_keys), "delete": sorted(self._deleted - self._set_keys)}
-        tmp = self.root / JOURNAL / f"{self._txn}.tmp"
-        with tmp.open("w") as fh:
-            json.dump(manifest, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.root / JOURNAL / f"{self._txn}.commit.json")  # the commit point
-        _fsync_path(self.root / JOURNAL, directory=True)
-        _apply(self.root, self._txn, manifest)
+        loc.write_atomic(f"{JOURNAL}/{self._txn}.commit.json", json.dumps(manifest))  # the commit point
+        _apply(loc, self._txn, manifest)
         self._reset()
 
     def rollback(self) -> None:
         """Forget the staged batch."""
         if self._txn is not None:
-            shutil.rmtree(self.root / JOURNAL / self._txn, ignore_errors=True)
+            self.location.remove(f"{JOURNAL}/{self._txn}", recursive=True)
         self._reset()
 
     def _reset(self) -> None:

@@ -27,10 +27,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
-from zarr.storage import LocalStore
 
 from twin.timeseries import flags
-from twin.timeseries.journal import JournaledStore, recover
+from twin.timeseries.journal import JournaledStore, Location, recover
 from twin.timeseries.privacy import Pseudonymiser
 
 FORMAT = "gridtwin-store/1"
@@ -89,8 +88,9 @@ def variable_name(parameter: str) -> str:
 class Store:
     """A gridtwin time-series store (a zarr v3 folder). Create with :meth:`create`, open with :meth:`open`."""
 
-    def __init__(self, path: Path, root: zarr.Group, journal: JournaledStore, secret: bytes | str | None) -> None:
-        self.path = path
+    def __init__(self, loc: Location, root: zarr.Group, journal: JournaledStore, secret: bytes | str | None) -> None:
+        self.location = loc
+        self.path: Path | str = loc.path if loc.is_local else loc.url  # a folder, or the fsspec URL
         self._root = root
         self._journal = journal
         self._secret = secret
@@ -111,13 +111,13 @@ class Store:
         overwrite: bool = False,
     ) -> Store:
         """Create an empty store at ``path``; ``origin`` (UTC) is the first time slot it can hold."""
-        path = Path(path)
-        if path.exists() and any(path.iterdir()) and not overwrite:
-            raise StoreError(f"{path} exists and is not empty; open it with Store.open or pass overwrite=True")
+        loc = Location(path)
+        if not loc.is_empty() and not overwrite:
+            raise StoreError(f"{loc} exists and is not empty; open it with Store.open or pass overwrite=True")
         step = pd.Timedelta(freq)
         if step <= pd.Timedelta(0) or step % pd.Timedelta("1s"):
             raise StoreError(f"freq={freq!r}: give a whole number of seconds, e.g. '15min' or '1s'")
-        journal = JournaledStore(LocalStore(path))
+        journal = JournaledStore(loc)
         root = zarr.open_group(journal, mode="w", zarr_format=3)
         pseudo = Pseudonymiser(secret)
         root.attrs.update(
@@ -132,25 +132,25 @@ class Store:
                 "retention_days": {},
             }
         )
-        store = cls(path, root, journal, secret)
+        store = cls(loc, root, journal, secret)
         store._pseudo = pseudo
         return store
 
     @classmethod
     def open(cls, path: str | Path, *, secret: bytes | str | None = None, mode: str = "r+") -> Store:
         """Open a store; an interrupted batch is rolled back (or forward, if it had committed) first."""
-        path = Path(path)
-        if not (path / "zarr.json").exists():
+        loc = Location(path)
+        if not loc.exists("zarr.json"):
             raise StoreError(
-                f"{path} is not a gridtwin store (no zarr.json); create one with Store.create / gridtwin ingest"
+                f"{loc} is not a gridtwin store (no zarr.json); create one with Store.create / gridtwin ingest"
             )
         if mode != "r":
-            recover(path)
-        journal = JournaledStore(LocalStore(path, read_only=mode == "r"))
+            recover(loc)
+        journal = JournaledStore(loc, read_only=mode == "r")
         root = zarr.open_group(journal, mode=mode, zarr_format=3)
         if root.attrs.get("format") != FORMAT:
             raise StoreError(f"{path}: not a {FORMAT} store (format={root.attrs.get('format')!r})")
-        return cls(path, root, journal, secret)
+        return cls(loc, root, journal, secret)
 
     @property
     def pseudonymiser(self) -> Pseudonymiser:

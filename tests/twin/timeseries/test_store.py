@@ -263,3 +263,32 @@ def test_killed_ingest_keeps_exactly_the_committed_batches(tmp_path: Path) -> No
         assert batches == set(range(len(batches)))  # exactly the first k batches
         assert not list((path / JOURNAL).glob("*/"))  # recovery left no staging folder behind
     assert killed_mid_batch  # the kills did hit a batch in flight (they all do on a 2-core machine)
+
+
+def test_fsspec_url_store_appends_atomically(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec
+
+    from twin.timeseries import journal
+
+    url = "memory://gridtwin-test/store.zarr"
+    fs = fsspec.filesystem("memory")
+    if fs.exists("/gridtwin-test"):
+        fs.rm("/gridtwin-test", recursive=True)
+    store = Store.create(url, origin="2020-01-01", secret=SECRET, device_chunk=4, chunk_days=1)
+    first = _readings(["M1", "M2"], "2020-01-01", 8)
+    assert store.append(first).stored == 16
+    assert Store.open(url, secret=SECRET).append(first).duplicates == 16  # idempotent there too
+
+    def crash(*args: object) -> None:
+        raise KeyboardInterrupt("connection lost before the commit point")
+
+    monkeypatch.setattr(journal.Location, "write_atomic", crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.append(_readings(["M3"], "2020-01-02", 8))
+    monkeypatch.undo()
+    assert fs.find("/gridtwin-test/store.zarr/.journal")  # the staged batch is still lying there
+    ds = Store.open(url, secret=SECRET).dataset()  # opening discards it
+    assert ds.sizes["meter"] == 2
+    assert int(ds["A_plus"].notnull().sum()) == 16
+    assert not fs.find("/gridtwin-test/store.zarr/.journal")
+    fs.rm("/gridtwin-test", recursive=True)
