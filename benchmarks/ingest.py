@@ -6,8 +6,9 @@ head-end exports are) and as InfluxDB line protocol (``meter,device=M00001 A+=12
 from the same file and ends with every reading durable:
 
 - gridtwin: ``import_files`` into a fresh store (journal batches, fsync before each commit);
-- pandas baseline: ``pd.read_csv`` (C engine) → pivot to (time, meter) → ``xarray.Dataset.to_zarr`` (zarr v3);
-  the usual notebook path; no fsync (counted in its favour);
+- pandas baselines: ``pd.read_csv`` (C engine) → pivot to (time, meter) → ``xarray.Dataset.to_zarr`` (zarr v3),
+  once with ``parse_dates`` (the usual notebook path) and once tuned (dates parsed with an explicit ISO 8601
+  format after reading); no fsync, no duplicate check, no flags, clear ids (all counted in its favour);
 - InfluxDB 1.x (the Debian ``influxd``, started here on loopback, default WAL fsync): the same readings sent to
   ``/write`` as line protocol by 4 concurrent writers in batches of 5,000 points; parsing the CSV is not timed.
 
@@ -82,13 +83,19 @@ def _gridtwin(path: Path, folder: Path, fmt: str) -> dict[str, Any]:
     return {"seconds": seconds, "rows": report.store.stored, "rejected": len(report.rejected)}
 
 
-def _pandas(path: Path, folder: Path) -> dict[str, Any]:
+def _pandas(path: Path, folder: Path, *, tuned: bool = False) -> dict[str, Any]:
+    """read_csv → pivot → to_zarr. ``tuned``: dates parsed after reading with an explicit ISO 8601 format (4× faster
+    than ``parse_dates`` on "…Z" timestamps with pandas 2.3), the way a careful user writes it."""
     import xarray as xr
 
     target = folder / "pandas.zarr"
     shutil.rmtree(target, ignore_errors=True)
     t0 = time.perf_counter()
-    df = pd.read_csv(path, parse_dates=["time"])
+    if tuned:
+        df = pd.read_csv(path)
+        df["time"] = pd.to_datetime(df["time"], format="ISO8601")
+    else:
+        df = pd.read_csv(path, parse_dates=["time"])
     cube = df.pivot(index="time", columns="device", values="value")
     xr.Dataset(
         {"A_plus": (("time", "meter"), cube.to_numpy())},
@@ -128,7 +135,12 @@ def run_ingest_bench(
         for tool, fmt, fn in (
             ("gridtwin", "long_csv", lambda: _gridtwin(csv, folder, "long_csv")),
             ("gridtwin", "line_protocol", lambda: _gridtwin(lp, folder, "line_protocol")),
-            ("pandas read_csv+pivot+to_zarr", "long_csv", lambda: _pandas(csv, folder)),
+            ("pandas read_csv(parse_dates)+pivot+to_zarr", "long_csv", lambda: _pandas(csv, folder)),
+            (
+                "pandas read_csv+to_datetime(ISO8601)+pivot+to_zarr",
+                "long_csv",
+                lambda: _pandas(csv, folder, tuned=True),
+            ),
             (f"InfluxDB /write, {writers} writers", "line_protocol", lambda: _influx(readings, writers)),
         ):
             log(f"[bench] ingest: {tool} ({fmt})")

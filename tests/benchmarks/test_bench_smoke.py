@@ -87,7 +87,8 @@ def test_bench_ingest_smoke_all_tools_store_every_reading(tmp_path: Path) -> Non
     assert {(r["tool"], r["setting"]) for r in rows} == {
         ("gridtwin", "long_csv"),
         ("gridtwin", "line_protocol"),
-        ("pandas read_csv+pivot+to_zarr", "long_csv"),
+        ("pandas read_csv(parse_dates)+pivot+to_zarr", "long_csv"),
+        ("pandas read_csv+to_datetime(ISO8601)+pivot+to_zarr", "long_csv"),
         ("InfluxDB /write, 4 writers", "line_protocol"),
     }
     assert all(r["status"] == "ok" for r in rows), [r["status"] for r in rows]

@@ -106,31 +106,31 @@ def import_batches(
 
     t0 = time.perf_counter()
     report = IngestReport(store=AppendReport(group=group))
-    pending: list[pd.DataFrame] = []
-    pending_rows = 0
     rejected = []
-
-    def flush() -> None:
-        nonlocal pending, pending_rows
-        if pending:
-            report.store.merge(
-                store.append(pending, group=group, units=units, source=",".join(report.sources), meters=meters)
-            )
-        pending, pending_rows = [], 0
-
-    for batch in _prefetch(iter(batches)):
-        if batch.source not in report.sources:
-            report.sources.append(batch.source)
-        report.rows_read += batch.rows_read
-        if len(batch.rejected):
-            rejected.append(batch.rejected)
-        pending.append(batch.readings)
-        pending_rows += len(batch.readings)
-        if progress is not None:
-            progress(batch.source, batch.rows_read)
-        if pending_rows >= batch_rows:
-            flush()
-    flush()
+    appender = None
+    pending_rows = 0
+    try:
+        for batch in _prefetch(iter(batches)):
+            if batch.source not in report.sources:
+                report.sources.append(batch.source)
+            report.rows_read += batch.rows_read
+            if len(batch.rejected):
+                rejected.append(batch.rejected)
+            if appender is None:
+                appender = store.appender(group, units=units, meters=meters)
+            appender.add(batch.readings)  # located now, while the reader thread parses the next batch
+            pending_rows += len(batch.readings)
+            if progress is not None:
+                progress(batch.source, batch.rows_read)
+            if pending_rows >= batch_rows:
+                report.store.merge(appender.commit(",".join(report.sources)))
+                appender, pending_rows = None, 0
+        if appender is not None:
+            report.store.merge(appender.commit(",".join(report.sources)))
+            appender = None
+    finally:
+        if appender is not None:
+            appender.rollback()
     report.reader_rejected = pd.concat(rejected, ignore_index=True) if rejected else pd.DataFrame()
     report.gaps = {"missing_slots": report.store.missing_in_range}
     report.seconds = time.perf_counter() - t0

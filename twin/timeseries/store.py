@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
+from zarr.codecs import BloscCodec
 
 from twin.timeseries import flags
 from twin.timeseries.journal import JournaledStore, Location, recover
@@ -36,6 +37,10 @@ FORMAT = "gridtwin-store/1"
 DEVICE_DIM = {"measurements": "meter", "sensors": "sensor", "loads": "load"}
 METER_COORDS = ("customer", "load", "bus", "trafo")
 _NS = np.int64(1_000_000_000)
+
+
+# meter series: bit-shuffled zstd at a low level compresses registers and flags well and keeps appends fast
+_COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
 
 
 class StoreError(ValueError):
@@ -242,32 +247,26 @@ class Store:
         source: str,
         meters: pd.DataFrame | None,
     ) -> AppendReport:
-        frames = [f for f in ([readings] if isinstance(readings, pd.DataFrame) else readings) if len(f)]
-        report = AppendReport(group=group, received=sum(len(f) for f in frames))
-        if not frames:
-            return report
-        g = self._group(group)
-        parts = [self._locate(g, group, frame, tolerance, meters, report) for frame in frames]
-        slots = np.concatenate([p[0] for p in parts])
-        cols = np.concatenate([p[1] for p in parts])
-        names = list(dict.fromkeys(name for p in parts for name in p[4]))
-        params = np.concatenate([np.array([names.index(n) for n in p[4]], dtype=np.int64)[p[2]] for p in parts])
-        values = np.concatenate([p[3] for p in parts])
-        if not len(slots):
-            return report
-        self._extend_time(g, int(slots.max()) + 1)
-        for code, param in enumerate(names):
-            sel = params == code if len(names) > 1 else slice(None)
-            var = variable_name(param)
-            counts = self._write_variable(g, var, param, units.get(param, ""), slots[sel], cols[sel], values[sel])
-            report.stored += counts[0]
-            report.duplicates += counts[1]
-            report.conflicts += counts[2]
-            report.missing_in_range += counts[3]
-            report.variables.append(var)
-        report.time_range = (self._slot_time(int(slots.min())), self._slot_time(int(slots.max())))
-        self._record_provenance(g, source, report)
-        return report
+        appender = Appender(self, group, units=units, tolerance=tolerance, meters=meters)
+        for frame in [readings] if isinstance(readings, pd.DataFrame) else readings:
+            appender.add(frame)
+        return appender.write(source)
+
+    def appender(
+        self,
+        group: str = "measurements",
+        *,
+        units: dict[str, str] | None = None,
+        tolerance: str | pd.Timedelta | None = None,
+        meters: pd.DataFrame | None = None,
+    ) -> Appender:
+        """Start a batch that takes frames one by one (``add``) and is written with ``commit`` (or ``rollback``).
+
+        Each frame is located (slots, pseudonymised columns) when added, so a reader thread can parse the next
+        frame meanwhile; memory holds 32 bytes per accepted reading until ``commit``.
+        """
+        self._journal.begin()
+        return Appender(self, group, units=units or {}, tolerance=tolerance, meters=meters, owns_batch=True)
 
     def _locate(
         self,
@@ -454,6 +453,7 @@ class Store:
             fill_value=np.nan,
             dimension_names=["time", dim],
             attributes=attrs,
+            compressors=_COMPRESSOR,
         )
         quality = g.create_array(
             f"quality_{var}",
@@ -461,6 +461,7 @@ class Store:
             chunks=chunks,
             dtype="uint8",
             fill_value=int(flags.MISSING),
+            compressors=_COMPRESSOR,
             dimension_names=["time", dim],
             attributes={"flags": "see twin.timeseries.flags", "coordinates": coords},
         )
@@ -550,6 +551,73 @@ class Store:
                 "variables": sorted(k for k, a in g.arrays() if a.ndim == 2 and not k.startswith("quality_")),
             }
         return out
+
+
+class Appender:
+    """Frames located one by one, then merged into the store in one batch (see :meth:`Store.appender`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        group: str,
+        *,
+        units: dict[str, str],
+        tolerance: str | pd.Timedelta | None,
+        meters: pd.DataFrame | None,
+        owns_batch: bool = False,
+    ) -> None:
+        self.store, self.group, self.units, self.tolerance, self.meters = store, group, units, tolerance, meters
+        self.report = AppendReport(group=group)
+        self._g = store._group(group)
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]] = []
+        self._owns_batch = owns_batch
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Locate one Readings frame (rejections are reported, new devices get columns)."""
+        self.report.received += len(frame)
+        if len(frame):
+            self._parts.append(self.store._locate(self._g, self.group, frame, self.tolerance, self.meters, self.report))
+
+    def write(self, source: str = "") -> AppendReport:
+        """Merge everything added into the cube (inside the caller's batch); returns the report."""
+        parts, report, g, store = self._parts, self.report, self._g, self.store
+        self._parts = []
+        if not parts or not sum(len(p[0]) for p in parts):
+            return report
+        slots = np.concatenate([p[0] for p in parts])
+        cols = np.concatenate([p[1] for p in parts])
+        names = list(dict.fromkeys(name for p in parts for name in p[4]))
+        params = np.concatenate([np.array([names.index(n) for n in p[4]], dtype=np.int64)[p[2]] for p in parts])
+        values = np.concatenate([p[3] for p in parts])
+        del parts
+        store._extend_time(g, int(slots.max()) + 1)
+        for code, param in enumerate(names):
+            sel = params == code if len(names) > 1 else slice(None)
+            var = variable_name(param)
+            counts = store._write_variable(g, var, param, self.units.get(param, ""), slots[sel], cols[sel], values[sel])
+            report.stored += counts[0]
+            report.duplicates += counts[1]
+            report.conflicts += counts[2]
+            report.missing_in_range += counts[3]
+            report.variables.append(var)
+        report.time_range = (store._slot_time(int(slots.min())), store._slot_time(int(slots.max())))
+        store._record_provenance(g, source, report)
+        return report
+
+    def commit(self, source: str = "") -> AppendReport:
+        """Write and commit the batch this appender opened."""
+        try:
+            report = self.write(source)
+        except BaseException:
+            self.rollback()
+            raise
+        self.store._journal.commit()
+        return report
+
+    def rollback(self) -> None:
+        """Drop the batch this appender opened."""
+        self.store._journal.rollback()
+        self.store._device_index.clear()
 
 
 def _merge_window(
