@@ -344,22 +344,24 @@ def _shunts(grid: Grid, nodes: _Nodes, new_idx: np.ndarray, n: int) -> tuple[np.
 
 
 def _injections(grid: Grid, nodes: _Nodes, new_idx: np.ndarray, bus_type: np.ndarray) -> dict[str, ElementInjection]:
-    """Loads, sgens, storage and gens mapped to compiled buses (gens on REF buses schedule no P)."""
+    """Loads, sgens, storage and gens mapped to compiled buses (gens on REF buses schedule no P).
+
+    Loads keep their ZIP shares (``const_z_p_percent`` … as fractions) when any is non-zero.
+    """
     load = grid.load
-    zip_cols = ["const_z_p_percent", "const_i_p_percent", "const_z_q_percent", "const_i_q_percent"]
-    zip_used = (load[zip_cols].to_numpy(float) != 0).any(axis=1) & load["in_service"].to_numpy(bool)
-    if zip_used.any():
-        raise NotImplementedError(
-            f"loads {load.index[zip_used][:5].tolist()} have voltage-dependent (ZIP) shares; gridtwin models "
-            "constant-power loads only so far. Set the const_z_*/const_i_* columns to 0."
-        )
+    zip_cols = ("const_z_p_percent", "const_i_p_percent", "const_z_q_percent", "const_i_q_percent")
+    shares = [load[c].to_numpy(float) / 100.0 for c in zip_cols]
+    zip_shares = shares if any(np.any(x != 0) for x in shares) else [None] * 4
     out = {}
     for table, sign in (("load", -1.0), ("sgen", 1.0), ("storage", -1.0), ("gen", 1.0)):
         e = _injection(grid[table], nodes.group, nodes.index, table, sign, has_q=table != "gen")
         b_new = np.where(e.bus_idx >= 0, new_idx[np.maximum(e.bus_idx, 0)], -1).astype(np.int64)
         if table == "gen":  # the slack balances P on REF buses
             b_new = np.where((b_new >= 0) & (bus_type[np.maximum(b_new, 0)] == REF), -1, b_new)
-        out[table] = ElementInjection(e.ids, b_new, e.grid_bus_pos, e.p_mw, e.q_mvar, e.scaling, e.sign)
+        z_p, i_p, z_q, i_q = zip_shares if table == "load" else [None] * 4
+        out[table] = ElementInjection(
+            e.ids, b_new, e.grid_bus_pos, e.p_mw, e.q_mvar, e.scaling, e.sign, z_p, i_p, z_q, i_q
+        )
     return out
 
 

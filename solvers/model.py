@@ -28,7 +28,12 @@ class ElementInjection:
     """Power injections of one element family (loads, sgens, storage, gens) mapped to buses.
 
     ``sign`` is +1 for generator convention (sgen, gen) and -1 for consumer convention
-    (load, storage): the bus injection is ``sign * scaling * (p_mw + 1j q_mvar)``.
+    (load, storage): the bus injection at 1 pu voltage is ``sign * scaling * (p_mw + 1j q_mvar)``.
+
+    Voltage-dependent loads (pandapower's ZIP model) carry the constant-impedance and
+    constant-current fractions ``z_p, i_p`` of ``p_mw`` and ``z_q, i_q`` of ``q_mvar`` (0..1; the rest
+    is constant power): at magnitude ``vm`` the element takes ``p_mw * (1 - z_p - i_p + i_p vm + z_p vm²)``,
+    likewise for ``q_mvar``. ``None`` means constant power throughout.
     """
 
     ids: NDArray[np.object_]
@@ -38,6 +43,49 @@ class ElementInjection:
     q_mvar: NDArray[np.float64]
     scaling: NDArray[np.float64]
     sign: float
+    z_p: NDArray[np.float64] | None = None
+    i_p: NDArray[np.float64] | None = None
+    z_q: NDArray[np.float64] | None = None
+    i_q: NDArray[np.float64] | None = None
+
+    @property
+    def has_vdep(self) -> bool:
+        """Whether any active element depends on the voltage (a non-zero Z or I share)."""
+        if self.z_p is None:
+            return False
+        act = self.active
+        return bool(np.any(np.stack([self.z_p, self.i_p, self.z_q, self.i_q])[:, act] != 0))
+
+    def vdep_factors(
+        self, vm: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]] | tuple[float, float]:
+        """Multipliers of ``p_mw`` and ``q_mvar`` at magnitudes ``vm`` (pu, broadcast over elements)."""
+        if self.z_p is None:
+            return 1.0, 1.0
+        fp = 1.0 - self.z_p - self.i_p + self.i_p * vm + self.z_p * vm**2
+        fq = 1.0 - self.z_q - self.i_q + self.i_q * vm + self.z_q * vm**2
+        return fp, fq
+
+    def s_vdep_mva(
+        self, n_bus: int, p_mw: NDArray[np.float64] | None = None, q_mvar: NDArray[np.float64] | None = None
+    ) -> tuple[NDArray[np.complex128], NDArray[np.complex128]]:
+        """Constant-current and constant-impedance parts of the bus injections at 1 pu (MVA, generator sign).
+
+        ``p_mw``/``q_mvar`` override the stored values: (n_element,) or (T, n_element), giving (T, n_bus).
+        """
+        p = self.p_mw if p_mw is None else p_mw
+        q = self.q_mvar if q_mvar is None else q_mvar
+        shape = (*np.shape(p)[:-1], n_bus)
+        if self.z_p is None:
+            return np.zeros(shape, dtype=np.complex128), np.zeros(shape, dtype=np.complex128)
+        act = np.flatnonzero(self.active)
+        inc = sp.csr_matrix(
+            (self.sign * self.scaling[act], (self.bus_idx[act], act)), shape=(n_bus, len(self.ids))
+        ).astype(np.complex128)
+        pa, qa = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+        s_i = (inc @ np.atleast_2d(pa * self.i_p + 1j * qa * self.i_q).T).T
+        s_z = (inc @ np.atleast_2d(pa * self.z_p + 1j * qa * self.z_q).T).T
+        return s_i.reshape(shape), s_z.reshape(shape)
 
     @property
     def active(self) -> NDArray[np.bool_]:
@@ -125,8 +173,12 @@ class PFModel:
         """Compiled indices of reference (slack) buses."""
         return np.flatnonzero(self.bus_type == REF)
 
+    def s_vdep_mva(self) -> tuple[NDArray[np.complex128], NDArray[np.complex128]]:
+        """Constant-current and constant-impedance shares of :meth:`s_bus_mva` per bus (MVA at 1 pu)."""
+        return self.load.s_vdep_mva(self.n_bus)
+
     def s_bus_mva(self) -> NDArray[np.complex128]:
-        """Return the scheduled bus injections of the stored element values (generator convention, MVA)."""
+        """Return the scheduled bus injections of the stored element values at 1 pu (generator convention, MVA)."""
         n = self.n_bus
         return (
             self.load.s_bus_mva(n)

@@ -31,17 +31,24 @@ def scatter_add_batch(p, q, target, coef, out):
 
 
 @njit(cache=True)
-def mismatch(v, s_bus, y_indptr, y_indices, y_data, theta_var, vm_var, f):
+def mismatch(v, s_bus, s_i, s_z, y_indptr, y_indices, y_data, theta_var, vm_var, f):
     """Fill ``f`` with the P/Q mismatch (computed - scheduled, pu) of one step; return its largest magnitude.
 
-    ``v``, ``s_bus`` (n,) and ``f`` (n_eq,) are 1-D; the batch kernels call this on rows.
+    ``v``, ``s_bus`` (n,) and ``f`` (n_eq,) are 1-D; the batch kernels call this on rows. ``s_bus`` is the
+    scheduled injection at 1 pu; voltage-dependent loads add ``s_i (|V| - 1) + s_z (|V|² - 1)``, with
+    ``s_i``, ``s_z`` (n,) their constant-current and constant-impedance shares, or empty (constant power).
     """
     worst = 0.0
+    vdep = s_i.shape[0] > 0
     for i in range(v.shape[0]):
         acc = 0.0 + 0.0j
         for k in range(y_indptr[i], y_indptr[i + 1]):
             acc += y_data[k] * v[y_indices[k]]
-        s = v[i] * np.conj(acc) - s_bus[i]
+        sched = s_bus[i]
+        if vdep:
+            vm = abs(v[i])
+            sched += s_i[i] * (vm - 1.0) + s_z[i] * (vm * vm - 1.0)
+        s = v[i] * np.conj(acc) - sched
         a = theta_var[i]
         if a >= 0:
             f[a] = s.real
@@ -54,13 +61,16 @@ def mismatch(v, s_bus, y_indptr, y_indices, y_data, theta_var, vm_var, f):
 
 
 @njit(cache=True)
-def fill_jacobian(v, y_indptr, y_indices, y_data, pos_pt, pos_pv, pos_qt, pos_qv, j_data):
+def fill_jacobian(v, s_i, s_z, y_indptr, y_indices, y_data, pos_pt, pos_pv, pos_qt, pos_qv, j_data):
     """Fill the Jacobian values ``j_data`` (fixed sparsity) at voltage ``v``.
 
     ``pos_*[k]`` is the position in ``j_data`` of Ybus entry ``k``'s contribution to
-    dP/dθ, dP/d|V|, dQ/dθ, dQ/d|V| (-1 when that block entry does not exist).
+    dP/dθ, dP/d|V|, dQ/dθ, dQ/d|V| (-1 when that block entry does not exist). Voltage-dependent
+    loads (``s_i``, ``s_z``, see :func:`mismatch`; empty without) add ``-(s_i + 2 s_z |V|)`` to the
+    d/d|V| diagonal.
     """
     n = v.shape[0]
+    vdep = s_i.shape[0] > 0
     j_data[:] = 0.0
     for i in range(n):
         ibus = 0.0 + 0.0j
@@ -75,6 +85,8 @@ def fill_jacobian(v, y_indptr, y_indices, y_data, pos_pt, pos_pv, pos_qt, pos_qv
             if j == i:
                 ds_dva = 1j * vi * np.conj(ibus - yv)
                 ds_dvm = vi * np.conj(yv / absvj) + np.conj(ibus) * vi / abs(vi)
+                if vdep:
+                    ds_dvm -= s_i[i] + 2.0 * s_z[i] * abs(vi)
             else:
                 ds_dva = -1j * vi * np.conj(yv)
                 ds_dvm = vi * np.conj(yv / absvj)
@@ -110,11 +122,16 @@ def apply_step(v, dx, theta_var, vm_var):
 
 
 @njit(cache=True, parallel=True)
-def mismatch_batch(v, s_bus, y_indptr, y_indices, y_data, theta_var, vm_var, f, worst, active):
-    """Mismatch for every active step of a batch: ``v``/``s_bus`` are (T, n), ``f`` is (T, n_eq)."""
+def mismatch_batch(v, s_bus, s_i, s_z, y_indptr, y_indices, y_data, theta_var, vm_var, f, worst, active):
+    """Mismatch for every active step of a batch: ``v``/``s_bus`` are (T, n), ``f`` is (T, n_eq).
+
+    ``s_i``/``s_z`` are (T, n), (1, n) when the same for every step, or (1, 0) for constant power.
+    """
+    last = s_i.shape[0] - 1
     for t in prange(v.shape[0]):
         if active[t]:
-            worst[t] = mismatch(v[t], s_bus[t], y_indptr, y_indices, y_data, theta_var, vm_var, f[t])
+            r = min(t, last)
+            worst[t] = mismatch(v[t], s_bus[t], s_i[r], s_z[r], y_indptr, y_indices, y_data, theta_var, vm_var, f[t])
 
 
 @njit(cache=True, parallel=True)

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from solvers.compile import compile_grid
 from solvers.model import REF, ElementInjection, PFModel
 from solvers.powerflow.linear import LinearSolverName
-from solvers.powerflow.newton import NewtonSolver, dc_angles
+from solvers.powerflow.newton import NewtonResult, NewtonSolver, VoltageDependence, dc_angles, propagated_magnitudes
 from solvers.powerflow.results import (
     ElementValues,
     add_element_powers,
@@ -77,6 +77,32 @@ def _initial_voltage(model: PFModel, s_bus_pu: NDArray[np.complex128], init: str
     return vm * np.exp(1j * theta)
 
 
+def _solve_from_start(
+    model: PFModel, solver: NewtonSolver, s_bus: NDArray[np.complex128], tol_pu: float, max_iter: int, init: str
+) -> NewtonResult:
+    """Newton from :func:`_initial_voltage`; with ``init="auto"``, once more from propagated magnitudes on failure.
+
+    The retry starts PQ buses from the set-points spread over the network
+    (:func:`solvers.powerflow.newton.propagated_magnitudes`), which rescues grids with set-points
+    that differ across very short lines; a grid that converges the first time is not affected.
+    """
+    vdep = _vdep_pu(model)
+    v0 = _initial_voltage(model, s_bus, init)
+    res = solver.solve(v0, s_bus, tol_pu, max_iter, vdep)
+    if res.converged or init != "auto":
+        return res
+    vm = propagated_magnitudes(model)
+    if vm is None:
+        return res
+    retry = solver.solve(
+        vm * np.exp(1j * np.angle(_initial_voltage(model, s_bus, "dc"))), s_bus, tol_pu, max_iter, vdep
+    )
+    if retry.converged:
+        retry.iterations += res.iterations
+        return retry
+    return res
+
+
 def _solver_for(model: PFModel, linear_solver: LinearSolverName) -> NewtonSolver:
     """The model's Newton solver (Jacobian pattern, KLU symbolic analysis and pivots), built on first use."""
     key = f"newton_solver:{linear_solver}"
@@ -122,7 +148,9 @@ def run_pf(
     max_iter : int
         Maximum Newton iterations.
     init : {"auto", "flat", "dc"}
-        Start angles; ``"auto"`` uses a DC solve when phase-shifting transformers are present.
+        Start angles; ``"auto"`` uses a DC solve when phase-shifting transformers are present and,
+        when Newton fails from there, tries once more from DC angles and magnitudes spread from the
+        voltage set-points (the iterations of both attempts are counted).
     slack : str, optional
         Bus, gen or ext_grid id overriding the reference bus (Grid input only).
     linear_solver : {"auto", "klu", "superlu"}
@@ -146,8 +174,7 @@ def run_pf(
     t1 = time.perf_counter()
     solver = _solver_for(model, linear_solver)
     s_bus = model.s_bus_mva() / model.base_mva
-    v0 = _initial_voltage(model, s_bus, init)
-    res = solver.solve(v0, s_bus, tol_mva / model.base_mva, max_iter)
+    res = _solve_from_start(model, solver, s_bus, tol_mva / model.base_mva, max_iter, init)
     if not res.converged:
         _raise_not_converged(model, solver, res)
     t2 = time.perf_counter()
@@ -160,6 +187,14 @@ def run_pf(
         }
     )
     return ds
+
+
+def _vdep_pu(model: PFModel) -> VoltageDependence | None:
+    """Voltage-dependent load shares of the stored loads per compiled bus (pu), None without ZIP loads."""
+    if not model.load.has_vdep:
+        return None
+    s_i, s_z = model.s_vdep_mva()
+    return s_i / model.base_mva, s_z / model.base_mva
 
 
 def solve_voltages(
@@ -177,7 +212,9 @@ def solve_voltages(
     ----------
     model : PFModel
     s_bus_mva : ndarray of complex (n_bus,), optional
-        Scheduled injections per compiled bus, generator convention, MVA; the model's own by default.
+        Scheduled injections per compiled bus at 1 pu voltage, generator convention, MVA; the model's
+        own by default. Voltage-dependent (ZIP) loads scale with the voltage by the shares of the
+        model's stored loads (:meth:`solvers.model.PFModel.s_vdep_mva`), whatever ``s_bus_mva`` holds.
     tol_mva, max_iter, init, linear_solver
         As :func:`run_pf`.
 
@@ -188,7 +225,7 @@ def solve_voltages(
     """
     solver = _solver_for(model, linear_solver)
     s_bus = (model.s_bus_mva() if s_bus_mva is None else s_bus_mva) / model.base_mva
-    res = solver.solve(_initial_voltage(model, s_bus, init), s_bus, tol_mva / model.base_mva, max_iter)
+    res = _solve_from_start(model, solver, s_bus, tol_mva / model.base_mva, max_iter, init)
     if not res.converged:
         _raise_not_converged(model, solver, res)
     return res.v
@@ -298,8 +335,8 @@ def run_pf_timeseries(
     v_prev: NDArray[np.complex128] | None = None
     for start in range(0, n_t, chunk_size):
         stop = min(start + chunk_size, n_t)
-        s_bus = _s_bus_series(model, vals, start, stop)
-        v, conv, iters = _solve_chunk(model, solver, s_bus, tol, max_iter, method, v_prev)
+        s_bus, s_vdep = _s_bus_series(model, vals, start, stop)
+        v, conv, iters = _solve_chunk(model, solver, s_bus, s_vdep, tol, max_iter, method, v_prev)
         ok = np.flatnonzero(conv)
         if len(ok):
             v_prev = v[ok[-1]].copy()
@@ -322,20 +359,31 @@ def run_pf_timeseries(
     return ds
 
 
-def _s_bus_series(model: PFModel, vals: ElementValues, start: int, stop: int) -> NDArray[np.complex128]:
-    """(T, n_bus) scheduled injections in pu for steps start..stop."""
+def _s_bus_series(
+    model: PFModel, vals: ElementValues, start: int, stop: int
+) -> tuple[NDArray[np.complex128], VoltageDependence]:
+    """(T, n_bus) scheduled injections at 1 pu and the voltage-dependent load shares, pu, for steps start..stop.
+
+    The shares are (T, n_bus) with ZIP loads, else (1, 0) (none).
+    """
     s = np.zeros((stop - start, model.n_bus), dtype=np.complex128)
     for fam, (p, q) in vals.items():
         e: ElementInjection = getattr(model, fam)
         if e.active.any():
             add_element_powers(e, e.bus_idx, p[start:stop], q[start:stop], s)
-    return s / model.base_mva
+    if model.load.has_vdep:
+        p, q = vals["load"]
+        s_i, s_z = model.load.s_vdep_mva(model.n_bus, p[start:stop], q[start:stop])
+    else:  # constant power: the kernels skip the voltage-dependent terms
+        s_i = s_z = np.zeros((1, 0), dtype=np.complex128)
+    return s / model.base_mva, (s_i / model.base_mva, s_z / model.base_mva)
 
 
 def _solve_chunk(
     model: PFModel,
     solver: NewtonSolver,
     s_bus: NDArray[np.complex128],
+    s_vdep: VoltageDependence,
     tol: float,
     max_iter: int,
     method: str,
@@ -344,14 +392,19 @@ def _solve_chunk(
     n_t = s_bus.shape[0]
     iters = np.zeros(n_t, dtype=np.int64)
     conv = np.zeros(n_t, dtype=bool)
+
+    def vdep(t: int) -> VoltageDependence:
+        r = min(t, s_vdep[0].shape[0] - 1)
+        return s_vdep[0][r], s_vdep[1][r]
+
     if v_prev is None:
-        first = solver.solve(_initial_voltage(model, s_bus[0], "auto"), s_bus[0], tol, max_iter)
+        first = solver.solve(_initial_voltage(model, s_bus[0], "auto"), s_bus[0], tol, max_iter, vdep(0))
         v_prev = first.v
     if method == "nr":
         v = np.empty_like(s_bus)
         start = v_prev
         for t in range(n_t):
-            res = solver.solve(start, s_bus[t], tol, max_iter)
+            res = solver.solve(start, s_bus[t], tol, max_iter, vdep(t))
             v[t], conv[t], iters[t] = res.v, res.converged, res.iterations
             if res.converged:
                 start = res.v
@@ -359,13 +412,14 @@ def _solve_chunk(
     if method not in ("auto", "chord"):
         raise ValueError(f"method must be 'auto', 'chord' or 'nr', got {method!r}")
     # chord: factorise once at the mean operating point of the chunk, iterate all steps together
-    mean = solver.solve(v_prev, s_bus.mean(axis=0), tol, max_iter)
+    mean_vdep = (s_vdep[0].mean(axis=0), s_vdep[1].mean(axis=0))
+    mean = solver.solve(v_prev, s_bus.mean(axis=0), tol, max_iter, mean_vdep)
     v_ref = mean.v if mean.converged else v_prev
-    solver.factor_at(v_ref)
+    solver.factor_at(v_ref, mean_vdep)
     v = np.tile(v_ref, (n_t, 1))
-    conv, iters = solver.solve_chord_batch(v, s_bus, tol, max_chord=max_iter)
+    conv, iters = solver.solve_chord_batch(v, s_bus, tol, max_chord=max_iter, s_vdep=s_vdep)
     for t in np.flatnonzero(~conv):
-        res = solver.solve(v_ref, s_bus[t], tol, max_iter)
+        res = solver.solve(v_ref, s_bus[t], tol, max_iter, vdep(int(t)))
         v[t], conv[t] = res.v, res.converged
         iters[t] += res.iterations
     return v, conv, iters

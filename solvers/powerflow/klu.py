@@ -102,6 +102,8 @@ def _klu_free(common, h):
 def newton_klu(
     v,
     s_bus,
+    s_i,
+    s_z,
     y_indptr,
     y_indices,
     y_data,
@@ -123,16 +125,19 @@ def newton_klu(
 ):
     """Newton-Raphson in one compiled loop; ``v`` updated in place. Returns (iterations, worst mismatch, ok).
 
+    ``s_bus`` is the scheduled injection at 1 pu, ``s_i``/``s_z`` the voltage-dependent load shares
+    (see :func:`solvers.powerflow._kernels.mismatch`).
+
     Once the mismatch is below ``reuse_below`` (pu) the last factorised Jacobian is kept for the
     remaining steps (a chord step costs a solve instead of a refactorisation, and near the
     solution the Jacobian barely changes); the tolerance test is unchanged.
     """
     it = 0
     factored = False
-    worst = k.mismatch(v, s_bus, y_indptr, y_indices, y_data, theta_var, vm_var, f)
+    worst = k.mismatch(v, s_bus, s_i, s_z, y_indptr, y_indices, y_data, theta_var, vm_var, f)
     while worst > tol and it < max_iter and np.isfinite(worst):
         if not (factored and worst < reuse_below):
-            k.fill_jacobian(v, y_indptr, y_indices, y_data, pos_pt, pos_pv, pos_qt, pos_qv, j_data)
+            k.fill_jacobian(v, s_i, s_z, y_indptr, y_indices, y_data, pos_pt, pos_pv, pos_qt, pos_qv, j_data)
             if not _klu_factor(j_indptr, j_indices, j_data, common, h):
                 return it, worst, False
             factored = True
@@ -140,14 +145,14 @@ def newton_klu(
         _klu_solve(j_indptr, common, h, dx)
         if not np.all(np.isfinite(dx)):
             # pivots kept from an earlier point went bad: factorise afresh and solve again
-            k.fill_jacobian(v, y_indptr, y_indices, y_data, pos_pt, pos_pv, pos_qt, pos_qv, j_data)
+            k.fill_jacobian(v, s_i, s_z, y_indptr, y_indices, y_data, pos_pt, pos_pv, pos_qt, pos_qv, j_data)
             if not _klu_full_factor(j_indptr, j_indices, j_data, common, h):
                 return it, worst, False
             dx[:] = f
             _klu_solve(j_indptr, common, h, dx)
         k.apply_step(v, dx, theta_var, vm_var)
         it += 1
-        worst = k.mismatch(v, s_bus, y_indptr, y_indices, y_data, theta_var, vm_var, f)
+        worst = k.mismatch(v, s_bus, s_i, s_z, y_indptr, y_indices, y_data, theta_var, vm_var, f)
     return it, worst, True
 
 
@@ -193,6 +198,8 @@ class KLUSolver:
 def _chord_block(
     v,
     s_bus,
+    s_i,
+    s_z,
     lo,
     hi,
     y_indptr,
@@ -213,6 +220,7 @@ def _chord_block(
 ):
     """Chord iterations for steps lo..hi in sub-batches of ``batch`` steps with one factorised Jacobian."""
     n_eq = j_indptr.size - 1
+    last = s_i.shape[0] - 1
     f = np.empty((batch, n_eq))
     rows = np.empty(batch, dtype=np.int64)
     prev = np.empty(batch)
@@ -230,7 +238,8 @@ def _chord_block(
                 if not active[c]:
                     continue
                 t = start + c
-                w = k.mismatch(v[t], s_bus[t], y_indptr, y_indices, y_data, theta_var, vm_var, f[cnt])
+                r = min(t, last)
+                w = k.mismatch(v[t], s_bus[t], s_i[r], s_z[r], y_indptr, y_indices, y_data, theta_var, vm_var, f[cnt])
                 if w <= tol:
                     conv[t] = True
                     active[c] = False
@@ -253,6 +262,8 @@ def _chord_block(
 def chord_klu_parallel(
     v,
     s_bus,
+    s_i,
+    s_z,
     y_indptr,
     y_indices,
     y_data,
@@ -278,6 +289,8 @@ def chord_klu_parallel(
         _chord_block(
             v,
             s_bus,
+            s_i,
+            s_z,
             lo,
             hi,
             y_indptr,
@@ -332,18 +345,24 @@ class KLUChord:
         self,
         v: NDArray[np.complex128],
         s_bus: NDArray[np.complex128],
+        s_vdep: tuple[NDArray[np.complex128], NDArray[np.complex128]],
         tol: float,
         max_chord: int,
         min_rate: float = 0.5,
         batch: int = 64,
     ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
-        """Chord iterations on all steps of ``v`` (T, n), in place; returns converged and iterations per step."""
+        """Chord iterations on all steps of ``v`` (T, n), in place; returns converged and iterations per step.
+
+        ``s_vdep`` = (``s_i``, ``s_z``), each (T, n) or (1, n): voltage-dependent load shares, pu.
+        """
         p = self.solver.pattern
         conv = np.zeros(v.shape[0], dtype=np.bool_)
         iters = np.zeros(v.shape[0], dtype=np.int64)
         chord_klu_parallel(
             v,
             s_bus,
+            s_vdep[0],
+            s_vdep[1],
             p.y_indptr,
             p.y_indices,
             p.y_data,

@@ -8,12 +8,15 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from solvers.model import REF, PFModel
+from solvers.model import PQ, REF, PFModel
 from solvers.powerflow import _kernels as k
 from solvers.powerflow.jacobian import JacobianPattern, build_pattern
 from solvers.powerflow.linear import LinearSolver, LinearSolverName, make_linear_solver
 
-__all__ = ["NewtonResult", "NewtonSolver", "dc_angles"]
+__all__ = ["NewtonResult", "NewtonSolver", "VoltageDependence", "dc_angles", "propagated_magnitudes"]
+
+VoltageDependence = tuple[NDArray[np.complex128], NDArray[np.complex128]]
+"""``(s_i, s_z)``: constant-current and constant-impedance load shares per bus, pu at 1 pu (generator sign)."""
 
 
 @dataclass(slots=True)
@@ -47,23 +50,38 @@ class NewtonSolver:
         self.lu: LinearSolver = make_linear_solver(pat, linear_solver)
         self.j_data = np.zeros(len(pat.indices))
         self.f = np.zeros(pat.n_eq)
+        empty = np.zeros(0, dtype=np.complex128)  # the kernels skip the voltage-dependent terms
+        self.no_vdep: VoltageDependence = (empty, empty)
         # mismatch (pu) under which Newton keeps the last factorised Jacobian (chord steps): 12-17 % faster on
         # PEGASE cases, same tolerance test; 0 refactorises every iteration
         self.reuse_below = 1e-3
 
-    def factor_at(self, v: NDArray[np.complex128]) -> None:
-        """Fill and factorise the Jacobian at ``v``."""
+    def factor_at(self, v: NDArray[np.complex128], s_vdep: VoltageDependence | None = None) -> None:
+        """Fill and factorise the Jacobian at ``v`` (with the voltage-dependent load shares ``s_vdep``)."""
         p = self.pattern
-        k.fill_jacobian(v, p.y_indptr, p.y_indices, p.y_data, p.pos_pt, p.pos_pv, p.pos_qt, p.pos_qv, self.j_data)
+        s_i, s_z = self.no_vdep if s_vdep is None else s_vdep
+        k.fill_jacobian(
+            v, s_i, s_z, p.y_indptr, p.y_indices, p.y_data, p.pos_pt, p.pos_pv, p.pos_qt, p.pos_qv, self.j_data
+        )
         self.lu.factor(self.j_data)
 
     def solve(
-        self, v0: NDArray[np.complex128], s_bus_pu: NDArray[np.complex128], tol_pu: float, max_iter: int
+        self,
+        v0: NDArray[np.complex128],
+        s_bus_pu: NDArray[np.complex128],
+        tol_pu: float,
+        max_iter: int,
+        s_vdep: VoltageDependence | None = None,
     ) -> NewtonResult:
-        """Run Newton-Raphson from ``v0`` for scheduled injections ``s_bus_pu``."""
+        """Run Newton-Raphson from ``v0`` for scheduled injections ``s_bus_pu`` (pu, at 1 pu voltage).
+
+        ``s_vdep`` = ``(s_i, s_z)`` (n,): the constant-current and constant-impedance shares of
+        ``s_bus_pu`` (pu at 1 pu), which scale with |V| and |V|²; None for constant power only.
+        """
         p = self.pattern
         v = v0.astype(np.complex128).copy()
         f = self.f
+        s_i, s_z = self.no_vdep if s_vdep is None else s_vdep
         if getattr(self.lu, "name", "") == "klu":
             from solvers.powerflow.klu import newton_klu
 
@@ -71,6 +89,8 @@ class NewtonSolver:
             it, worst, _ = newton_klu(
                 v,
                 s_bus_pu,
+                s_i,
+                s_z,
                 p.y_indptr,
                 p.y_indices,
                 p.y_data,
@@ -93,13 +113,13 @@ class NewtonSolver:
             conv = bool(worst <= tol_pu)
             return NewtonResult(v, conv, int(it), float(worst), int(np.argmax(np.abs(f))) if p.n_eq else -1)
         it = 0
-        worst = k.mismatch(v, s_bus_pu, p.y_indptr, p.y_indices, p.y_data, p.theta_var, p.vm_var, f)
+        worst = k.mismatch(v, s_bus_pu, s_i, s_z, p.y_indptr, p.y_indices, p.y_data, p.theta_var, p.vm_var, f)
         while worst > tol_pu and it < max_iter and np.isfinite(worst):
-            self.factor_at(v)
+            self.factor_at(v, (s_i, s_z))
             dx = self.lu.solve(f)
             k.apply_step(v, dx, p.theta_var, p.vm_var)
             it += 1
-            worst = k.mismatch(v, s_bus_pu, p.y_indptr, p.y_indices, p.y_data, p.theta_var, p.vm_var, f)
+            worst = k.mismatch(v, s_bus_pu, s_i, s_z, p.y_indptr, p.y_indices, p.y_data, p.theta_var, p.vm_var, f)
         conv = bool(worst <= tol_pu)
         worst_eq = int(np.argmax(np.abs(f))) if p.n_eq else -1
         return NewtonResult(v, conv, it, float(worst), worst_eq)
@@ -117,20 +137,23 @@ class NewtonSolver:
         tol_pu: float,
         max_chord: int,
         min_rate: float = 0.5,
+        s_vdep: VoltageDependence | None = None,
     ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
         """Chord (fixed-Jacobian) iterations for many steps at once, using the current LU.
 
-        ``v`` (T, n) holds start values and is updated in place. A step leaves the batch when it
+        ``s_vdep`` = ``(s_i, s_z)``, each (T, n) or (1, n): voltage-dependent load shares per step
+        (see :meth:`solve`). ``v`` (T, n) holds start values and is updated in place. A step leaves the batch when it
         converges, or when its mismatch falls by less than ``min_rate`` per iteration (it is then
         handed to full Newton by the caller). Returns ``converged`` (T,) and ``iterations`` (T,).
         """
+        vdep = tuple(x[None, :] for x in self.no_vdep) if s_vdep is None else s_vdep
         if getattr(self.lu, "name", "") == "klu":
             import numba
 
             from solvers.powerflow.klu import KLUChord
 
             chord = KLUChord(self.lu, self.j_data, numba.get_num_threads())
-            return chord.run(v, s_bus_pu, tol_pu, max_chord, min_rate)
+            return chord.run(v, s_bus_pu, vdep, tol_pu, max_chord, min_rate)
         p = self.pattern
         n_t = v.shape[0]
         f = np.zeros((n_t, p.n_eq))  # row t = mismatch of step t
@@ -140,7 +163,9 @@ class NewtonSolver:
         conv = np.zeros(n_t, dtype=np.bool_)
         iters = np.zeros(n_t, dtype=np.int64)
         for _ in range(max_chord + 1):
-            k.mismatch_batch(v, s_bus_pu, p.y_indptr, p.y_indices, p.y_data, p.theta_var, p.vm_var, f, worst, active)
+            k.mismatch_batch(
+                v, s_bus_pu, *vdep, p.y_indptr, p.y_indices, p.y_data, p.theta_var, p.vm_var, f, worst, active
+            )
             newly = active & (worst <= tol_pu)
             conv |= newly
             stalled = active & ~newly & ~(worst <= min_rate * prev)
@@ -190,3 +215,32 @@ def dc_angles(model: PFModel, s_bus_pu: NDArray[np.complex128]) -> NDArray[np.fl
         rhs = (s_bus_pu.real + p_shift)[free] - b_ref @ theta[ref]
         theta[free] = lu.solve(rhs)
     return theta
+
+
+def propagated_magnitudes(model: PFModel) -> NDArray[np.float64] | None:
+    """Start magnitudes (pu) spreading the voltage set-points over the PQ buses; None when that fails.
+
+    Each PQ magnitude is the susceptance-weighted mean of its neighbours' (a Laplace problem over
+    the branch susceptances with PV and reference magnitudes fixed). On grids where set-points
+    differ across very short lines (RealGrid: 1e-4 pu lines between buses held at 1.077 and PQ
+    buses started at 1.0, 2e5 MVA of initial mismatch) Newton from 1 pu diverges, from these
+    magnitudes it converges in a few steps. Cached on the model.
+    """
+    if "propagated_magnitudes" in model.cache:
+        return model.cache["propagated_magnitudes"]  # type: ignore[return-value]
+    vm = np.abs(model.v_set).astype(float)
+    pq = model.bus_type == PQ
+    off = -model.ybus.imag.tocsr()
+    off.setdiag(0.0)
+    off.eliminate_zeros()
+    lap = sp.diags(-np.asarray(off.sum(axis=1)).ravel()) + off
+    out: NDArray[np.float64] | None = None
+    if pq.any():
+        try:
+            vm[pq] = sp.linalg.spsolve(lap[pq][:, pq].tocsc(), -(lap[pq][:, ~pq] @ vm[~pq]))
+            ok = bool(np.all(np.isfinite(vm)) and vm[pq].min() > 0.5 and vm[pq].max() < 1.5)
+        except RuntimeError:  # singular: a PQ cluster tied to no set-point by positive susceptances
+            ok = False
+        out = vm if ok else None
+    model.cache["propagated_magnitudes"] = out
+    return out

@@ -140,7 +140,7 @@ def fill_results(
         Solved voltages in pu.
     values : dict
         Element set-points used per step: ``{"load": (p, q), "sgen": ..., "storage": ..., "gen": ...}``,
-        arrays (T, n_element) in MW / Mvar.
+        arrays (T, n_element) in MW / Mvar, at 1 pu voltage (ZIP loads are scaled to the solved voltage here).
     converged, iterations : ndarray (T,)
     out : dict
         Arrays from :func:`allocate_results`.
@@ -197,6 +197,9 @@ def fill_results(
         e: ElementInjection = getattr(model, fam)
         if len(e.ids):
             p, q = values[fam]
+            if e.z_p is not None:  # ZIP loads take their power at the solved voltage
+                fp, fq = e.vdep_factors(np.nan_to_num(vm[:, e.grid_bus_pos]))
+                p, q = p * fp, q * fq
             add_element_powers(e, e.grid_bus_pos, p, q, cons)
     np.negative(cons, out=cons)
     y_sh = model.grid_bus_y_shunt_pu

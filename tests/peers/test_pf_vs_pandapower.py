@@ -164,3 +164,46 @@ def test_trafo3w_and_taps_match_pandapower() -> None:
     np.testing.assert_allclose(float(w.loading_pct.max()), r3.loading_percent, atol=LOADING_TOL)
     t2 = ds.sel(branch="trafo/0")
     np.testing.assert_allclose(float(t2.loading_pct), net.res_trafo.loading_percent.iloc[0], atol=LOADING_TOL)
+
+
+def _with_zip_loads(net: pp.pandapowerNet, seed: int = 1) -> None:
+    """Random ZIP shares on every load (pandapower averages the shares of several loads on one bus, so one each)."""
+    assert net.load["bus"].is_unique
+    rng = np.random.default_rng(seed)
+    n = len(net.load)
+    for col, high in (("const_z_p_percent", 60), ("const_i_p_percent", 40), ("const_z_q_percent", 50)):
+        net.load[col] = rng.uniform(0, high, n)
+    net.load["const_i_q_percent"] = rng.uniform(0, 50, n)
+
+
+def test_zip_loads_match_pandapower() -> None:
+    """Voltage-dependent loads against ``runpp(voltage_depend_loads=True)``.
+
+    pandapower's bus q at a generator bus holding a ZIP load books the load at 1 pu in the
+    generator's Q (its res_load holds the voltage-dependent value): the two disagree by the load's
+    voltage dependence. Bus p/q are therefore checked on buses without a generator, and everywhere
+    against the balance of pandapower's own branch flows.
+    """
+    net = pn.case118()
+    _with_zip_loads(net)
+    grid = twin.from_pandapower(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pp.runpp(net, tolerance_mva=1e-9, lightsim2grid=False, voltage_depend_loads=True)
+    ds = solvers.run_pf(grid, tol_mva=1e-9)
+    np.testing.assert_allclose(ds.vm_pu, net.res_bus.vm_pu, atol=VM_TOL, rtol=0)
+    np.testing.assert_allclose(ds.va_deg, net.res_bus.va_degree, atol=VA_TOL, rtol=0)
+    no_gen = ~net.bus.index.isin(np.concatenate([net.gen.bus, net.ext_grid.bus]))
+    np.testing.assert_allclose(ds.p_mw, net.res_bus.p_mw, atol=POWER_TOL, rtol=0)
+    np.testing.assert_allclose(ds.q_mvar[no_gen], net.res_bus.q_mvar[no_gen], atol=POWER_TOL, rtol=0)
+    # bus consumption (loads, shunts, minus generation) = minus the flows leaving the bus into branches
+    out = np.zeros(len(net.bus), dtype=complex)
+    for table, a, b in (("line", "from_bus", "to_bus"), ("trafo", "hv_bus", "lv_bus")):
+        r = net[f"res_{table}"]
+        sides = ("from", "to") if table == "line" else ("hv", "lv")
+        for col, side in zip((a, b), sides, strict=True):
+            np.add.at(out, net.bus.index.get_indexer(net[table][col]), r[f"p_{side}_mw"] + 1j * r[f"q_{side}_mvar"])
+    np.testing.assert_allclose(ds.p_mw, -out.real, atol=POWER_TOL, rtol=0)
+    np.testing.assert_allclose(ds.q_mvar, -out.imag, atol=POWER_TOL, rtol=0)
+    trafo = ds.sel(branch=[f"trafo/{i}" for i in net.trafo.index])
+    np.testing.assert_allclose(trafo.q_from_mvar, net.res_trafo.q_hv_mvar, atol=POWER_TOL, rtol=0)

@@ -232,3 +232,55 @@ def test_simbench_year_converges_every_step() -> None:
     assert ts.sizes["time"] == 35136
     assert bool(ts.converged.all())
     assert float(ts.vm_pu.min()) > 0.9
+
+
+def _zip_grid(case: str = "case30", seed: int = 3) -> twin.Grid:
+    grid = twin.load(case)
+    rng = np.random.default_rng(seed)
+    n = len(grid.load)
+    for col in ("const_z_p_percent", "const_i_p_percent", "const_z_q_percent", "const_i_q_percent"):
+        grid.tables["load"][col] = rng.uniform(0, 45, n)
+    return grid
+
+
+def test_zip_jacobian_matches_finite_differences() -> None:
+    from solvers.powerflow import _kernels as k
+
+    model = solvers.compile_grid(_zip_grid())
+    solver = NewtonSolver(model, "superlu")
+    p = solver.pattern
+    s_bus = model.s_bus_mva() / model.base_mva
+    s_i, s_z = (x / model.base_mva for x in model.s_vdep_mva())
+    assert np.abs(s_i).max() > 0.01
+    rng = np.random.default_rng(0)
+    v = (1 + 0.05 * rng.standard_normal(model.n_bus)) * np.exp(0.1j * rng.standard_normal(model.n_bus))
+    solver.factor_at(v, (s_i, s_z))
+    jac = p.matrix(solver.j_data).toarray()
+
+    def f(x: np.ndarray) -> np.ndarray:
+        out = np.zeros(p.n_eq)
+        k.mismatch(x, s_bus, s_i, s_z, p.y_indptr, p.y_indices, p.y_data, p.theta_var, p.vm_var, out)
+        return out
+
+    h = 1e-7
+    for bus in np.flatnonzero(p.vm_var >= 0)[:8]:  # d/d|V| columns hold the ZIP terms
+        vp = v.copy()
+        vp[bus] *= (abs(v[bus]) + h) / abs(v[bus])
+        np.testing.assert_allclose((f(vp) - f(v)) / h, jac[:, p.vm_var[bus]], atol=2e-5)
+
+
+@pytest.mark.parametrize("method", ["chord", "nr"])
+def test_zip_timeseries_equals_single_solves(method: str) -> None:
+    grid = _zip_grid()
+    p, q = _scaled_loads(grid, 4)
+    ts = solvers.run_pf_timeseries(grid, p, q, method=method, tol_mva=1e-9)
+    for t in range(4):
+        g = grid.copy()
+        g.tables["load"]["p_mw"] = p.isel(time=t).to_numpy()
+        g.tables["load"]["q_mvar"] = q.isel(time=t).to_numpy()
+        single = solvers.run_pf(g, tol_mva=1e-9)
+        np.testing.assert_allclose(ts.vm_pu.isel(time=t), single.vm_pu, atol=1e-9, rtol=0)
+        np.testing.assert_allclose(ts.q_mvar.isel(time=t), single.q_mvar, atol=1e-6, rtol=0)
+    const = solvers.run_pf(twin.load("case30"), tol_mva=1e-9)
+    zip_base = solvers.run_pf(grid, tol_mva=1e-9)
+    assert np.abs(zip_base.vm_pu - const.vm_pu).max() > 1e-4  # the shares change the solution

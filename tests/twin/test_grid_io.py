@@ -77,11 +77,18 @@ def test_unsupported_elements_are_refused_with_ids() -> None:
         twin.from_pandapower(net)
 
 
-def test_zip_loads_are_refused_not_silently_wrong() -> None:
+def test_zip_loads_survive_the_round_trip_to_pandapower() -> None:
     grid = twin.load("case14")
-    grid.tables["load"].loc["load/0", "const_z_p_percent"] = 30.0
-    with pytest.raises(NotImplementedError, match="load/0"):
-        solvers.compile_grid(grid)
+    grid.tables["load"]["const_z_p_percent"] = 30.0
+    grid.tables["load"]["const_i_q_percent"] = 50.0
+    net = twin.to_pandapower(grid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pp.runpp(net, tolerance_mva=1e-9, lightsim2grid=False, voltage_depend_loads=True)
+    ds = solvers.run_pf(grid, tol_mva=1e-9)
+    np.testing.assert_allclose(ds.vm_pu, net.res_bus.vm_pu, atol=1e-8)
+    plain = solvers.run_pf(twin.load("case14"), tol_mva=1e-9)
+    assert float(abs(ds.vm_pu - plain.vm_pu).max()) > 1e-4  # the voltage dependence is really applied
 
 
 def test_to_pandapower_round_trip_gives_same_power_flow() -> None:
