@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from cim.export_sv import export_sv, terminal_flows
 from cim.mapping import CimImportWarning, CimMappingError, to_grid
+from cim.mapping.branches import Magnetising
 from cim.mapping.nodes import BusSource
 from cim.read import CgmesReadError, CimModel, read_cgmes
 
@@ -38,6 +39,7 @@ def load(
     f_hz: float = 50.0,
     sn_mva: float = 100.0,
     buses: BusSource = "auto",
+    magnetising: Magnetising = "end1",
 ) -> Grid:
     """Read CGMES 2.4.15 files (list, folder or zip) and return a Grid with CIM mRIDs as ids.
 
@@ -54,6 +56,9 @@ def load(
     buses : {"auto", "topological", "connectivity"}
         Buses from TopologicalNodes (``auto``: when the files have a TP profile) or from
         ConnectivityNodes with switches as bus-bus switch rows (node-breaker detail).
+    magnetising : {"end1", "middle"}
+        Where two-winding transformers' magnetising admittance sits: at the terminal of end 1
+        (CGMES; PowSyBl) or in the middle of pandapower's T model (NEPLAN); see ``docs/design/cim.md``.
 
     Returns
     -------
@@ -78,7 +83,7 @@ def load(
         if name is None:
             eq = [f for f in model.files if "Equipment" in model.profiles.get(f, "")]
             name = Path((eq or model.files)[0].split("!")[-1]).stem
-        return to_grid(model, name=name, f_hz=f_hz, sn_mva=sn_mva, buses=buses)
+        return to_grid(model, name=name, f_hz=f_hz, sn_mva=sn_mva, buses=buses, magnetising=magnetising)
     finally:
         if gc_was_enabled:
             gc.enable()

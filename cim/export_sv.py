@@ -256,11 +256,14 @@ def export_sv(
         _sub(el, "SvPowerFlow.p", repr(float(p)))
         _sub(el, "SvPowerFlow.q", repr(float(q)))
         _sub(el, "SvPowerFlow.Terminal", ref=str(term))
-    tap_changers = grid.meta.get("cim_tap_changers", pd.DataFrame(columns=["tap_changer"]))
-    for elem, tc in tap_changers["tap_changer"].items():
+    tap_changers = grid.meta.get("cim_tap_changers", pd.DataFrame(columns=["tap_changer", "step"]))
+    steps = tap_changers["step"] if "step" in tap_changers else pd.Series(np.nan, index=tap_changers.index)
+    for (elem, tc), fixed in zip(tap_changers["tap_changer"].items(), steps.to_numpy(float), strict=True):
         table = "trafo" if elem in grid.trafo.index else "trafo3w"
         el = _obj(root, "SvTapStep")
-        _sub(el, "SvTapStep.position", repr(float(grid[table].at[elem, "tap_pos"])))
+        # a tap changer folded into a fixed ratio/shift keeps its step; the others are the row's tap_pos
+        position = fixed if np.isfinite(fixed) else float(grid[table].at[elem, "tap_pos"])
+        _sub(el, "SvTapStep.position", repr(float(position)))
         _sub(el, "SvTapStep.TapChanger", ref=str(tc))
     pairs = terminals[["equipment", "table"]].drop_duplicates()
     for equipment, table in pairs.itertuples(index=False):

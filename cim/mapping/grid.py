@@ -3,20 +3,21 @@
 The report (``grid.meta["cim_report"]``) has one row per CIM class in the model: how many objects,
 how many became Grid rows (or were used as parameters of other rows), the table they went to and
 why the rest were skipped. Classes that would change the power flow but that gridtwin does not map
-yet (any ConductingEquipment outside the mapped families, phase tap changers, load response
-characteristics, classes cimpy could not read) are also named in one :class:`CimImportWarning`.
+yet (any ConductingEquipment outside the mapped families) are named in one :class:`CimImportWarning`,
+with what was mapped only in part (tap changers without a table point for their step, load responses
+that are not ZIP, boundary nodes that no file defines).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from cim.mapping.branches import map_lines, map_trafos, patl_ka
+from cim.mapping.branches import Lines, Magnetising, map_lines, map_trafos, patl_ka
 from cim.mapping.injections import LOAD_CLASSES, map_injections, map_loads, map_shunts
 from cim.mapping.nodes import (
     SWITCH_CLASSES,
@@ -28,7 +29,9 @@ from cim.mapping.nodes import (
     uses_topological_nodes,
 )
 from cim.mapping.state import map_sv_flows, map_sv_voltages
+from cim.mapping.taps import PHASE_TAP_CLASSES
 from twin.grid import Grid
+from twin.topology import find_islands
 
 if TYPE_CHECKING:
     from cim.read import CimModel
@@ -40,7 +43,11 @@ _USED = {
     "BaseVoltage": "bus/line vn_kv",
     "Terminal": "element buses, connected flag",
     "PowerTransformerEnd": "trafo parameters",
-    "RatioTapChanger": "trafo tap columns",
+    "LoadResponseCharacteristic": "load const_z_*/const_i_* percent (ZIP)",
+    "RatioTapChangerTable": "trafo fixed ratio at the tap step",
+    "RatioTapChangerTablePoint": "trafo fixed ratio at the tap step",
+    "PhaseTapChangerTable": "trafo fixed ratio and shift at the tap step",
+    "PhaseTapChangerTablePoint": "trafo fixed ratio and shift at the tap step",
     "RegulatingControl": "gen vm_pu",
     "CurrentLimit": "line max_i_ka (PATL)",
     "OperationalLimitSet": "line max_i_ka (PATL)",
@@ -103,6 +110,10 @@ _NO_PF_ROLE = frozenset(
         "RegulationSchedule",
         "EnergySchedulingType",
         "GeographicalLocationVersion",
+        # neutral grounding: no role in a balanced (positive-sequence) power flow
+        "Ground",
+        "GroundingImpedance",
+        "PetersenCoil",
     }
 )
 
@@ -116,7 +127,7 @@ def _pf_relevant(obj: object) -> bool:
     from cimpy.cgmes_v2_4_15.ConductingEquipment import ConductingEquipment
 
     name = type(obj).__name__
-    return isinstance(obj, ConductingEquipment) or "PhaseTapChanger" in name or name == "LoadResponseCharacteristic"
+    return isinstance(obj, ConductingEquipment) or name in PHASE_TAP_CLASSES or name == "RatioTapChanger"
 
 
 def _report(model: CimModel, imported: dict[str, tuple[int, str]]) -> pd.DataFrame:
@@ -163,7 +174,8 @@ def _pop_terminals(tables: dict[str, pd.DataFrame], terms: Terminals) -> pd.Data
 
     One row per (Terminal, element part): ``equipment`` (ConductingEquipment mRID), ``table``,
     ``element`` (the id in PF results: branch id, ``<trafo3w id>/<side>``, or the row id of an
-    injection) and ``side`` (``from``, ``to``, or ``bus`` for injections). A Terminal can have several
+    injection), ``side`` (``from``, ``to``, or ``bus`` for injections) and ``bus`` (the Terminal's bus
+    id). A Terminal can have several
     rows (a segment between voltage levels: its trafo row and its end shunt); its flow is their sum.
     """
     parts = []
@@ -203,11 +215,160 @@ def _pop_terminals(tables: dict[str, pd.DataFrame], terms: Terminals) -> pd.Data
         if parts
         else pd.DataFrame(columns=["terminal", "equipment", "table", "element", "side"])
     )
+    out["bus"] = out["terminal"].map(terms.bus_of)
     return out.set_index("terminal")
 
 
+def _islands(tables: dict[str, pd.DataFrame]) -> pd.Series:
+    """Island number by bus id: buses joined by in-service branches or closed bus-bus switches.
+
+    A branch end behind an open branch switch joins nothing.
+    """
+    idx = tables["bus"].index
+    sw = tables["switch"]
+    cut = pd.MultiIndex.from_arrays([sw["element"].to_numpy(object), sw["bus"].to_numpy(object)]) if len(sw) else None
+    ends = [("line", "from_bus", "to_bus"), ("trafo", "hv_bus", "lv_bus")]
+    ends += [("trafo3w", "hv_bus", "mv_bus"), ("trafo3w", "hv_bus", "lv_bus"), ("switch", "bus", "element")]
+    a, b = [], []
+    for table, col_a, col_b in ends:
+        df = tables[table]
+        if not len(df):
+            continue
+        if table == "switch":
+            on = df["closed"].to_numpy(bool) & (df["et"] == "b").to_numpy()
+        else:
+            on = df["in_service"].to_numpy(bool, copy=True)
+            if cut is not None:
+                for col in (col_a, col_b):
+                    on &= ~pd.MultiIndex.from_arrays([df.index.to_numpy(object), df[col].to_numpy(object)]).isin(cut)
+        a.append(idx.get_indexer(df.loc[on, col_a]))
+        b.append(idx.get_indexer(df.loc[on, col_b]))
+    f = np.concatenate(a) if a else np.zeros(0, np.int64)
+    t = np.concatenate(b) if b else np.zeros(0, np.int64)
+    return pd.Series(find_islands(len(idx), f, t), index=idx)
+
+
+def _notes(tables: dict[str, pd.DataFrame], lines: Lines, internal: set[str], load_source: str) -> list[str]:
+    """Decisions of the mapping worth reporting (and pop the helper column ``cim_b_positive``)."""
+    notes = []
+    if load_source != "SSH":
+        notes.append(f"load p/q taken from {load_source} (the files give no SSH values)")
+    n_b_pos = sum(
+        int(tables[t].pop("cim_b_positive").sum()) for t in ("trafo", "trafo3w") if "cim_b_positive" in tables[t]
+    )
+    if n_b_pos:
+        notes.append(f"{n_b_pos} transformers have capacitive magnetising b > 0; modelled inductive (i0_percent)")
+    if len(lines.trafo):
+        notes.append(
+            f"{len(lines.trafo)} ACLineSegments join buses of different nominal voltages; modelled as 1:1 "
+            "transformers (trafo rows, same mRID) with their charging as shunt rows '<mRID>_shunt1/2'"
+        )
+    if internal:
+        notes.append(f"{len(internal)} switches lie inside one TopologicalNode and were not imported as rows")
+    return notes
+
+
+def _imported(
+    model: CimModel,
+    tables: dict[str, pd.DataFrame],
+    ctx: dict[str, Any],
+    node_cls: str,
+) -> dict[str, tuple[int, str]]:
+    """Objects per class that became Grid rows (or parameters of rows), with where they went."""
+    counts = model.class_counts()
+    imported: dict[str, tuple[int, str]] = {node_cls: (len(tables["bus"]), "bus")}
+    if node_cls == "TopologicalNode" and counts.get("ConnectivityNode"):
+        imported["ConnectivityNode"] = (counts["ConnectivityNode"], "merged into TopologicalNode buses")
+    done = set(tables["switch"].index) | ctx["internal"]
+    for cls in SWITCH_CLASSES:
+        imported[cls] = (sum(1 for o in model.of_class(cls) if o.mRID in done), "switch (or inside one node)")
+    lines, trafos = ctx["lines"], ctx["trafos"]
+    for cls in LOAD_CLASSES:
+        imported[cls] = (counts.get(cls, 0), "load")
+    used_tc = set(trafos.tap_changers["tap_changer"])
+    for cls in ("RatioTapChanger", *PHASE_TAP_CLASSES):
+        imported[cls] = (
+            sum(1 for o in model.of_class(cls) if o.mRID in used_tc),
+            "trafo tap columns / fixed ratio, shift",
+        )
+    imported |= {
+        "ACLineSegment": (len(tables["line"]) + len(lines.trafo), "line (trafo + shunts between voltage levels)"),
+        "PowerTransformer": (len(trafos.trafo) + len(trafos.trafo3w), "trafo / trafo3w"),
+        "LinearShuntCompensator": (len(tables["shunt"]) - len(lines.shunt), "shunt"),
+    }
+    for cls in ("SynchronousMachine", "ExternalNetworkInjection", "EquivalentInjection", "StaticVarCompensator"):
+        imported[cls] = (counts.get(cls, 0), "gen / sgen / ext_grid")
+    imported["EnergySource"] = (counts.get("EnergySource", 0), "sgen")
+    return imported
+
+
+def _warn(report: pd.DataFrame, details: list[tuple[str, list[str]]]) -> None:
+    """One CimImportWarning for unsupported classes and for content mapped only in part."""
+    parts = []
+    bad = report[report["unsupported"]]
+    if len(bad):
+        listed = ", ".join(f"{c} {n}" for c, n in bad["count"].items())
+        parts.append(f"CIM classes not imported (count): {listed}; they change the power flow")
+    for what, items in details:
+        if items:
+            shown = "; ".join(items[:10]) + ("; ..." if len(items) > 10 else "")
+            parts.append(f"{what} ({len(items)}): {shown}")
+    if parts:
+        warnings.warn(". ".join(parts) + ". See grid.meta['cim_report'].", CimImportWarning, stacklevel=4)
+
+
+def _sv_vm_by_bus(model: CimModel, sv: pd.DataFrame, bus: pd.DataFrame, buses: BusSource) -> pd.Series | None:
+    """SvVoltage magnitude (pu) per bus; ConnectivityNode buses take their TopologicalNode's."""
+    if not len(sv):
+        return None
+    if uses_topological_nodes(model, buses):
+        return sv["vm_pu"]
+    tn = pd.Series({mrid(cn): mrid(cn.TopologicalNode) for cn in model.of_class("ConnectivityNode")})
+    v_kv = sv["v_kv"].reindex(tn.reindex(bus.index).to_numpy()).to_numpy()
+    return pd.Series(v_kv / bus["vn_kv"].to_numpy(), index=bus.index).dropna()
+
+
+def _tables(
+    model: CimModel, buses: BusSource, f_hz: float, magnetising: Magnetising
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Map every family; return the Grid tables and what the report needs."""
+    bus, terms, created = map_buses(model, buses)
+    switch, internal = map_switches(model, terms)
+    lines = map_lines(model, terms, f_hz, patl_ka(model), bus["vn_kv"])
+    trafos = map_trafos(model, terms, magnetising)
+    load, load_source, inexact = map_loads(model, terms)
+    shunt = map_shunts(model, terms)
+    tables = {
+        "bus": bus,
+        "switch": pd.concat([t for t in (switch, lines.open_ends, trafos.open_ends) if len(t)] or [switch]),
+        "line": lines.line,
+        "trafo": pd.concat([t for t in (trafos.trafo, lines.trafo) if len(t)]) if len(lines.trafo) else trafos.trafo,
+        "trafo3w": trafos.trafo3w,
+        "load": load,
+        "shunt": pd.concat([t for t in (shunt, lines.shunt) if len(t)]) if len(lines.shunt) else shunt,
+    }
+    sv = map_sv_voltages(model, bus["vn_kv"])
+    inj = map_injections(model, terms, bus["vn_kv"], _islands(tables), _sv_vm_by_bus(model, sv, bus, buses))
+    tables |= {"gen": inj.gen, "sgen": inj.sgen, "ext_grid": inj.ext_grid}
+    notes = inj.notes + trafos.notes + _notes(tables, lines, internal, load_source)
+    context = {"terms": terms, "lines": lines, "trafos": trafos, "sv": sv, "inj": inj, "notes": notes}
+    context["internal"] = internal
+    context["details"] = [
+        ("boundary nodes named by Terminals but defined by no file (boundary set missing?), made buses", created),
+        ("tap changers not applied", trafos.skipped),
+        ("LoadResponseCharacteristics not mapped exactly (ZIP fit or constant power)", sorted(set(inexact))),
+    ]
+    return tables, context
+
+
 def to_grid(
-    model: CimModel, *, name: str = "cgmes", f_hz: float = 50.0, sn_mva: float = 100.0, buses: BusSource = "auto"
+    model: CimModel,
+    *,
+    name: str = "cgmes",
+    f_hz: float = 50.0,
+    sn_mva: float = 100.0,
+    buses: BusSource = "auto",
+    magnetising: Magnetising = "end1",
 ) -> Grid:
     """Map a CimModel to a Grid whose ids are the CIM mRIDs.
 
@@ -224,6 +385,9 @@ def to_grid(
     buses : {"auto", "topological", "connectivity"}
         Buses from TopologicalNodes (``auto``: when the model has them) or from ConnectivityNodes
         and switches (node-breaker; the compiler merges closed switches).
+    magnetising : {"end1", "middle"}
+        Two-winding transformers' magnetising admittance at the terminal of end 1 (CGMES, PowSyBl)
+        or in the middle of the T model (NEPLAN); see :mod:`cim.mapping.branches`.
 
     Returns
     -------
@@ -231,99 +395,37 @@ def to_grid(
         With ``meta`` keys ``sv`` (SvVoltage by bus id: ``v_kv``, ``angle_deg``, ``vm_pu``),
         ``sv_flow`` (SvPowerFlow by terminal id), ``cim_report`` (per class), ``cim_notes``
         (decisions taken: value sources, remote regulation made local), ``slack`` (mRID of the
-        element chosen as slack), ``cim_files`` and, for ConnectivityNode buses in a model that
-        also has TopologicalNodes, ``topological_node`` (TopologicalNode id by bus id).
+        largest island's slack), ``slacks`` (one per energised island), ``cim_files``,
+        ``cim_tap_changers`` and, for ConnectivityNode buses in a model that also has
+        TopologicalNodes, ``topological_node`` (TopologicalNode id by bus id).
 
     Warns
     -----
     CimImportWarning
-        Classes that change the power flow were not imported; lists them with counts.
+        Classes that change the power flow were not imported, or were mapped only in part (tap
+        changers without a table point for their step, load responses that are not ZIP); lists
+        them with counts and mRIDs.
     """
-    bus, terms = map_buses(model, buses)
-    switch, internal = map_switches(model, terms)
-    limits = patl_ka(model)
-    lines = map_lines(model, terms, f_hz, limits, bus["vn_kv"])
-    line = lines.line
-    trafo, trafo3w = map_trafos(model, terms)
-    trafo = pd.concat([t for t in (trafo, lines.trafo) if len(t)]) if len(lines.trafo) else trafo
-    load, load_source = map_loads(model, terms)
-    shunt = map_shunts(model, terms)
-    shunt = pd.concat([t for t in (shunt, lines.shunt) if len(t)]) if len(lines.shunt) else shunt
-    sv = map_sv_voltages(model, bus["vn_kv"])
-    inj = map_injections(model, terms, bus["vn_kv"], sv["vm_pu"] if len(sv) else None)
-    notes = list(inj.notes)
-    if load_source != "SSH":
-        notes.append(f"load p/q taken from {load_source} (the files give no SSH values)")
-    n_b_pos = 0
-    for df in (trafo, trafo3w):
-        if "cim_b_positive" in df:
-            n_b_pos += int(df.pop("cim_b_positive").sum())
-    if n_b_pos:
-        notes.append(f"{n_b_pos} transformers have capacitive magnetising b > 0; modelled inductive (i0_percent)")
-    if len(lines.trafo):
-        notes.append(
-            f"{len(lines.trafo)} ACLineSegments join buses of different nominal voltages; modelled as 1:1 "
-            "transformers (trafo rows, same mRID) with their charging as shunt rows '<mRID>_shunt1/2'"
-        )
-    if internal:
-        notes.append(f"{internal} switches lie inside one TopologicalNode and were not imported as rows")
-    tables = {
-        "bus": bus,
-        "switch": switch,
-        "line": line,
-        "trafo": trafo,
-        "trafo3w": trafo3w,
-        "load": load,
-        "shunt": shunt,
-        "gen": inj.gen,
-        "sgen": inj.sgen,
-        "ext_grid": inj.ext_grid,
-    }
-    cim_terminals = _pop_terminals(tables, terms)
-    tap_changers = pd.concat(
-        [tables[t].pop("cim_tap_changer").dropna() for t in ("trafo", "trafo3w") if "cim_tap_changer" in tables[t]]
-        or [pd.Series(dtype=object)]
-    )
+    tables, ctx = _tables(model, buses, f_hz, magnetising)
+    cim_terminals = _pop_terminals(tables, ctx["terms"])
     grid = Grid(name=name, sn_mva=sn_mva, f_hz=f_hz, tables={k: v for k, v in tables.items() if len(v)})
     use_tp = uses_topological_nodes(model, buses)
-    node_cls = "TopologicalNode" if use_tp else "ConnectivityNode"
-    counts = model.class_counts()
-    imported: dict[str, tuple[int, str]] = {node_cls: (len(bus), "bus")}
-    if node_cls == "TopologicalNode" and counts.get("ConnectivityNode"):
-        imported["ConnectivityNode"] = (counts["ConnectivityNode"], "merged into TopologicalNode buses")
-    for cls in SWITCH_CLASSES:
-        imported[cls] = (sum(1 for o in model.of_class(cls) if o.mRID in switch.index), "switch")
-    for cls in LOAD_CLASSES:
-        imported[cls] = (counts.get(cls, 0), "load")
-    imported |= {
-        "ACLineSegment": (len(line) + len(lines.trafo), "line (trafo + shunts between voltage levels)"),
-        "PowerTransformer": (len(trafo) - len(lines.trafo) + len(trafo3w), "trafo / trafo3w"),
-        "LinearShuntCompensator": (len(shunt) - len(lines.shunt), "shunt"),
-    }
-    for cls in ("SynchronousMachine", "ExternalNetworkInjection", "EquivalentInjection"):
-        imported[cls] = (counts.get(cls, 0), "gen / sgen / ext_grid")
-    report = _report(model, imported)
-    bad = report[report["unsupported"]]
-    if len(bad):
-        listed = ", ".join(f"{c} {n}" for c, n in bad["count"].items())
-        warnings.warn(
-            f"CIM classes not imported (count): {listed}; they change the power flow. See grid.meta['cim_report'].",
-            CimImportWarning,
-            stacklevel=3,
-        )
+    report = _report(model, _imported(model, tables, ctx, "TopologicalNode" if use_tp else "ConnectivityNode"))
+    _warn(report, ctx["details"])
     grid.meta.update(
-        sv=sv,
+        sv=ctx["sv"],
         sv_flow=map_sv_flows(model),
         cim_report=report,
-        cim_notes=notes,
-        slack=inj.slack_id,
+        cim_notes=ctx["notes"],
+        slack=ctx["inj"].slack_id,
+        slacks=list(ctx["inj"].slack_ids),
         cim_files=list(model.files),
         cim_namespace=model.namespace,
         cim_terminals=cim_terminals,
-        cim_tap_changers=tap_changers.rename("tap_changer").rename_axis("id").to_frame(),
+        cim_tap_changers=ctx["trafos"].tap_changers,
         source="cgmes",
     )
-    if not use_tp and counts.get("TopologicalNode"):
+    if not use_tp and model.class_counts().get("TopologicalNode"):
         grid.meta["topological_node"] = pd.Series(
             {mrid(cn): mrid(cn.TopologicalNode) for cn in model.of_class("ConnectivityNode")}, name="topological_node"
         )

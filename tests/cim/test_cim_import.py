@@ -46,7 +46,8 @@ def _sv_deviation(grid: object) -> tuple[float, float]:
 
 
 def test_cigre_mv_power_flow_matches_sv() -> None:
-    grid = cim.load(CIGRE)
+    # NEPLAN solved its SV with the magnetising branch in the middle of the T model (3.8e-5 pu with "end1")
+    grid = cim.load(CIGRE, magnetising="middle")
     assert len(grid.bus) == 15
     assert len(grid.line) == 12
     assert len(grid.trafo) == 2
@@ -90,7 +91,7 @@ def test_integers_written_as_decimals_are_read(cigre_copy: Path) -> None:
         text.replace("<cim:Terminal.sequenceNumber>1<", "<cim:Terminal.sequenceNumber>1.000000<"), encoding="utf-8"
     )
     assert "1.000000</cim:Terminal.sequenceNumber>" in eq.read_text(encoding="utf-8")
-    dvm, dva = _sv_deviation(cim.load(cigre_copy))
+    dvm, dva = _sv_deviation(cim.load(cigre_copy, magnetising="middle"))
     assert dvm < VM_TOL_PU
     assert dva < VA_TOL_DEG
 
