@@ -65,6 +65,23 @@ def add_store_parsers(sub: argparse._SubParsersAction, fill: Any) -> None:
     sensors.add_argument("--json", action="store_true", help="print as JSON")
     sensors.set_defaults(handler=_run_sensors)
     _add_privacy(sub, fill)
+    alarms = sub.add_parser(
+        "alarms",
+        help="evaluate alarm rules over a store and list the alarms (acknowledge with --ack)",
+        description=fill(
+            "Evaluate the rules of RULES (JSON or YAML: threshold with hysteresis and minimum duration, flat-line, "
+            "missing data, comparison tunnel, virtual-sensor mismatch; see twin/alarms.py) over the slots of STORE "
+            "not evaluated yet, and print the active alarms. Events and rule states are kept in STORE.alarms/, so a "
+            "later run continues where this one stopped (an alarm pending its minimum duration carries over)."
+        ),
+    )
+    alarms.add_argument("store", type=Path, metavar="STORE")
+    alarms.add_argument("--rules", type=Path, required=True, help="rule spec, .json or .yaml")
+    alarms.add_argument("--ack", metavar="ALARM_ID", help="acknowledge this alarm")
+    alarms.add_argument("--user", default="", help="who acknowledges (with --ack)")
+    alarms.add_argument("--all", action="store_true", help="list cleared alarms too")
+    alarms.add_argument("--json", action="store_true", help="print as JSON")
+    alarms.set_defaults(handler=_run_alarms)
     demo = sub.add_parser(
         "demo",
         help="build a demo store from synthetic meter data on a SimBench grid (no download) and run the whole path",
@@ -314,6 +331,33 @@ def _run_sensors(args: argparse.Namespace, out: Console, err: Console) -> int:
             "[bold red]yes[/]" if row["ntl_suspected"] else "no",
         )
     out.print(table)
+    return 0
+
+
+def _run_alarms(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from twin.alarms import AlarmBook, read_rules
+
+    book = AlarmBook(args.store.with_name(args.store.name + ".alarms"), read_rules(args.rules))
+    if args.ack:
+        book.acknowledge(args.ack, args.user, pd.Timestamp.now(tz="UTC").tz_localize(None))
+    else:
+        new = book.evaluate_store(_open(args.store))
+        err.print(f"{len(new)} new alarm events")
+    table = book.alarms() if args.all else book.active()
+    if args.json:
+        print(table.to_json(orient="records", date_format="iso", indent=2))  # noqa: T201
+        return 0
+    view = Table(title=f"{'all' if args.all else 'active'} alarms of {args.store}")
+    for col in ("alarm_id", "rule", "device", "since", "raised", "state", "acknowledged_by"):
+        view.add_column(col)
+    for _, row in table.iterrows():
+        view.add_row(
+            *(
+                str(row.get(c, ""))
+                for c in ("alarm_id", "rule", "device", "since", "raised", "state", "acknowledged_by")
+            )
+        )
+    out.print(view)
     return 0
 
 

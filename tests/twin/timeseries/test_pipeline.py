@@ -128,6 +128,38 @@ def test_cli_ingest_info_and_pf(
     assert flagged == set(demo_run["truth"]["ntl"]["trafo"])
 
 
+def test_cli_alarms_raise_once_and_carry_on(
+    demo_run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDTWIN_SECRET", SECRET)
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"rules": [{"type": "mismatch", "name": "vs", "limit": 0.04, "min_duration": "2h"}]}))
+    assert main(["alarms", str(demo_run["path"]), "--rules", str(rules), "--json"]) == 0
+    active = json.loads(capsys.readouterr().out)
+    assert {a["device"] for a in active} == set(demo_run["truth"]["ntl"]["trafo"])
+    assert main(["alarms", str(demo_run["path"]), "--rules", str(rules), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "0 new alarm events" in captured.err  # the state was kept: nothing is raised twice
+    assert (
+        main(
+            [
+                "alarms",
+                str(demo_run["path"]),
+                "--rules",
+                str(rules),
+                "--ack",
+                active[0]["alarm_id"],
+                "--user",
+                "op1",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    states = {a["alarm_id"]: a["state"] for a in json.loads(capsys.readouterr().out)}
+    assert states[active[0]["alarm_id"]] == "acknowledged"
+
+
 def test_cli_erase_and_export(demo_run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRIDTWIN_SECRET", SECRET)
     meters = pd.read_csv(demo_run["files"]["meters"], dtype=str, index_col=0)
@@ -153,4 +185,6 @@ def test_cli_erase_and_export(demo_run: dict[str, Any], tmp_path: Path, monkeypa
     assert main(["erase", str(demo_run["path"]), customer]) == 0
     store = Store.open(demo_run["path"], secret=SECRET)
     assert store.pseudonymiser.customer(customer) not in set(store.dataset()["customer"].values)
-    assert main(["erase", str(demo_run["path"]), customer]) == 2  # nothing left to erase: a clear error
+    assert (
+        main(["erase", str(demo_run["path"]), customer]) == 2
+    )  # nothing left to erase: a clear error  # last: it changes the module's store
