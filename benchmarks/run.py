@@ -526,23 +526,14 @@ NOTES = [
 
 
 def run_cim_import(repeats: int) -> list[Row]:
-    """CGMES import time of each ENTSO-E set in :data:`benchmarks.cim_import.CIM_CASES`, gridtwin as reference."""
-    from benchmarks.cim_import import CIM_CASES, entsoe_folder, time_imports
+    """CGMES import time of each case of :func:`benchmarks.cim_import.cim_cases`, gridtwin as reference."""
+    from benchmarks.cim_import import cim_cases, time_imports
 
     rows: list[Row] = []
-    for name, file in CIM_CASES:
-        path = entsoe_folder() / file
-        if not path.exists():
-            rows.append(
-                Row(
-                    suite="cim",
-                    case=name,
-                    tool="gridtwin",
-                    setting="cim.load",
-                    key="gridtwin",
-                    status=f"not found: {path}",
-                )
-            )
+    for name, path, skipped in cim_cases():
+        status = skipped or ("" if path.exists() else f"not found: {path}")
+        if status:
+            rows.append(Row(suite="cim", case=name, tool="gridtwin", setting="cim.load", key="gridtwin", status=status))
             continue
         print(f"[bench] CGMES import: {name}", file=sys.stderr)
         case_rows = []
