@@ -1,0 +1,406 @@
+"""Day-ahead load forecasts: calendar features, seasonal-naive baselines, quantile gradient boosting, backtests.
+
+Series are DataArrays on ``(time, load)`` with a regular time axis (e.g. SimBench's 15-minute profiles, MW).
+Forecasts are DataArrays on ``(quantile, time, load)`` in the unit of the history.
+
+A forecast issued at ``start`` sees only history strictly before ``start`` (every ``predict`` cuts the history
+there), so changing data at or after the issue time never changes the forecast.
+
+:class:`QuantileGBT` fits one ``HistGradientBoostingRegressor(loss="quantile")`` per quantile across all loads at
+once, on series normalised by each load's mean over the history it is given. Features: quarter of day, hour,
+weekday, holiday flag, the load's value ``k`` days before the target for each lag ``k`` and, optionally, a
+temperature series. For a target ``d`` whole days after the issue time (``d = 0`` for the first 24 h), a lag
+``k <= d`` is not known yet; it is replaced by the most recent known day, ``d + 1`` days back. Models are trained
+on day-0 rows (the day-ahead case), so hours 24-48 of a 48 h forecast are an approximation.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+import xarray as xr
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+FORMAT_VERSION = 1
+"""Version tag written by ``save``; ``load`` refuses files with another tag or another scikit-learn version."""
+
+DAY = pd.Timedelta("1D")
+
+
+class ForecastError(ValueError):
+    """Bad forecast input or model file; the message says what is wrong and how to fix it."""
+
+
+def german_holidays(years: Iterable[int]) -> pd.DatetimeIndex:
+    """Return Germany's nationwide public holidays for ``years``.
+
+    New Year, Good Friday, Easter Monday, Labour Day, Ascension, Whit Monday, German Unity Day, Christmas (2 days).
+    Regional holidays (Epiphany, Corpus Christi, ...) are not included; pass your own list as ``holidays=``.
+    """
+    days = []
+    for year in years:
+        # Anonymous Gregorian algorithm (Meeus/Jones/Butcher) for Easter Sunday.
+        a, b, c = year % 19, year // 100, year % 100
+        d, e = divmod(b, 4)
+        g = (8 * b + 13) // 25
+        h = (19 * a + b - d - g + 15) % 30
+        i, k = divmod(c, 4)
+        l_ = (32 + 2 * e + 2 * i - h - k) % 7
+        m = (a + 11 * h + 22 * l_) // 451
+        month, day = divmod(h + l_ - 7 * m + 114, 31)
+        easter = pd.Timestamp(year, month, day + 1)
+        days += [easter + pd.Timedelta(days=n) for n in (-2, 1, 39, 50)]
+        days += [pd.Timestamp(year, mo, dd) for mo, dd in ((1, 1), (5, 1), (10, 3), (12, 25), (12, 26))]
+    return pd.DatetimeIndex(sorted(days))
+
+
+def calendar_features(time: pd.DatetimeIndex | xr.DataArray, holidays: Iterable[Any] | None = None) -> pd.DataFrame:
+    """Return calendar features for each time stamp.
+
+    Parameters
+    ----------
+    time : DatetimeIndex or DataArray of datetime64
+        Time stamps (tz-naive; local calendar time is assumed for holidays and time of day).
+    holidays : iterable of date-likes, optional
+        Holiday dates; Germany's nationwide holidays (:func:`german_holidays`) by default.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``quarter_of_day`` (0-95), ``hour`` (0-23), ``weekday`` (0 = Monday), ``is_holiday`` (0/1), as
+        float64, indexed by time.
+    """
+    idx = pd.DatetimeIndex(np.asarray(time))
+    hol = german_holidays(range(idx.year.min(), idx.year.max() + 1)) if holidays is None else pd.DatetimeIndex(holidays)
+    return pd.DataFrame(
+        {
+            "quarter_of_day": idx.hour * 4 + idx.minute // 15,
+            "hour": idx.hour,
+            "weekday": idx.weekday,
+            "is_holiday": idx.normalize().isin(hol.normalize()).astype(np.int64),
+        },
+        index=idx,
+    ).astype(np.float64)
+
+
+def _check_series(history: xr.DataArray, name: str = "history") -> pd.Timedelta:
+    """Check a ``(time, load)`` series and return its time step."""
+    if set(history.dims) != {"time", "load"}:
+        raise ForecastError(f"{name} must have dims (time, load), got {history.dims}; rename or transpose it.")
+    time = pd.DatetimeIndex(history["time"].values)
+    if len(time) < 2:
+        raise ForecastError(f"{name} has {len(time)} time stamps; at least 2 are needed.")
+    step = time[1] - time[0]
+    bad = np.flatnonzero(np.diff(time.asi8) != step.value)
+    if bad.size:
+        raise ForecastError(
+            f"{name}: time axis is not regular at {time[bad[0] + 1]} (step {step} expected); "
+            "reindex it to a regular axis with NaN for missing values."
+        )
+    return step
+
+
+def _cut(history: xr.DataArray, start: pd.Timestamp) -> xr.DataArray:
+    """History strictly before the issue time ``start``, as ``(time, load)``."""
+    cut = history.transpose("time", "load").sel(time=history["time"] < np.datetime64(start))
+    if cut.sizes["time"] == 0:
+        raise ForecastError(f"no history before the issue time {start}; pass history that ends before it.")
+    return cut
+
+
+def _target_times(history: xr.DataArray, start: Any, horizon: str | pd.Timedelta) -> pd.DatetimeIndex:
+    step = _check_series(history)
+    start, horizon = pd.Timestamp(start), pd.Timedelta(horizon)
+    if horizon < step:
+        raise ForecastError(f"horizon {horizon} is shorter than the time step {step}.")
+    return pd.date_range(start, start + horizon - step, freq=step)
+
+
+class _Forecaster:
+    """Shared ``save``/``load`` and quantile handling."""
+
+    quantiles: tuple[float, ...]
+    kind: ClassVar[str] = "forecaster"
+
+    def save(self, path: str | Path) -> None:
+        """Write the model to ``path`` (joblib) with :data:`FORMAT_VERSION` and the scikit-learn version."""
+        payload = {"format": "gridtwin.forecast", "version": FORMAT_VERSION, "sklearn": sklearn.__version__}
+        joblib.dump({**payload, "model": self}, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> _Forecaster:
+        """Read a model written by :meth:`save`; refuse files of another format version or scikit-learn version."""
+        data = joblib.load(Path(path))
+        if not isinstance(data, dict) or data.get("format") != "gridtwin.forecast":
+            raise ForecastError(f"{path}: not a gridtwin forecast model file (no 'gridtwin.forecast' tag).")
+        if data.get("version") != FORMAT_VERSION:
+            raise ForecastError(
+                f"{path}: model file has format version {data.get('version')}, this gridtwin reads version "
+                f"{FORMAT_VERSION}; refit the model and save it again."
+            )
+        if data.get("sklearn") != sklearn.__version__:
+            raise ForecastError(
+                f"{path}: model was saved with scikit-learn {data.get('sklearn')}, this is {sklearn.__version__}; "
+                "refit the model and save it again (pickled estimators are not portable across versions)."
+            )
+        if not isinstance(data["model"], cls):
+            raise ForecastError(f"{path}: holds a {type(data['model']).__name__}, not a {cls.__name__}.")
+        return data["model"]
+
+    def _wrap(self, values: np.ndarray, times: pd.DatetimeIndex, history: xr.DataArray) -> xr.DataArray:
+        """(quantile, time, load) array → DataArray with the history's units."""
+        return xr.DataArray(
+            values,
+            dims=("quantile", "time", "load"),
+            coords={"quantile": list(self.quantiles), "time": times, "load": history["load"].values},
+            attrs={**history.attrs, "model": type(self).__name__},
+        )
+
+
+class SeasonalNaive(_Forecaster):
+    """Repeat the last known season: the value one ``period`` (or a whole number of periods) earlier.
+
+    Every quantile gets the same value (a point forecast), so its P10-P90 coverage is only the share of exact hits.
+
+    Parameters
+    ----------
+    period : {"1D", "7D"} or Timedelta
+        Season length: ``"1D"`` repeats yesterday, ``"7D"`` the same day last week.
+    quantiles : sequence of float
+        Quantile labels of the output.
+    """
+
+    kind = "seasonal_naive"
+
+    def __init__(self, period: str | pd.Timedelta = "1D", quantiles: Sequence[float] = (0.1, 0.5, 0.9)) -> None:
+        self.period = pd.Timedelta(period)
+        self.quantiles = tuple(float(q) for q in quantiles)
+
+    def fit(self, history: xr.DataArray) -> SeasonalNaive:
+        """Check ``history``; the naive model has nothing to learn."""
+        _check_series(history)
+        return self
+
+    def predict(self, history: xr.DataArray, start: Any, horizon: str | pd.Timedelta = "48h") -> xr.DataArray:
+        """Forecast ``horizon`` from the issue time ``start`` using history before ``start`` only.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``(quantile, time, load)``; NaN where the history does not reach back far enough.
+        """
+        times = _target_times(history, start, horizon)
+        past = _cut(history, times[0])
+        # Smallest m >= 1 with t - m * period < start, for every target t.
+        m = (times - times[0]) // self.period + 1
+        lagged = past.reindex(time=times - m * self.period).values
+        return self._wrap(np.broadcast_to(lagged, (len(self.quantiles), *lagged.shape)).copy(), times, history)
+
+
+class QuantileGBT(_Forecaster):
+    """One quantile gradient-boosted tree model per quantile, shared by all loads (series divided by their mean).
+
+    Parameters
+    ----------
+    quantiles : sequence of float
+        Quantiles to forecast, each in (0, 1).
+    lags : sequence of int
+        Lags in days; the value ``k`` days before the target is a feature for each ``k``.
+    max_iter : int
+        Boosting iterations per quantile model.
+    holidays : iterable of date-likes, optional
+        Holiday dates for the calendar features; Germany's nationwide holidays by default.
+    random_state : int
+        Seed for scikit-learn.
+    """
+
+    kind = "quantile_gbt"
+
+    def __init__(
+        self,
+        quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+        lags: Sequence[int] = (1, 7),
+        max_iter: int = 200,
+        holidays: Iterable[Any] | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.quantiles = tuple(float(q) for q in quantiles)
+        if not all(0 < q < 1 for q in self.quantiles):
+            raise ForecastError(f"quantiles must lie in (0, 1), got {self.quantiles}.")
+        self.lags = tuple(int(k) for k in lags)
+        if not self.lags or min(self.lags) < 1:
+            raise ForecastError(f"lags must be whole days >= 1, got {lags}.")
+        self.max_iter = int(max_iter)
+        self.holidays = None if holidays is None else pd.DatetimeIndex(holidays)
+        self.random_state = random_state
+        self.models_: list[HistGradientBoostingRegressor] = []
+        self.uses_temperature_: bool = False
+
+    def _features(
+        self, past: xr.DataArray, times: pd.DatetimeIndex, issue: pd.Timestamp | None, temperature: xr.DataArray | None
+    ) -> np.ndarray:
+        """Feature cube ``(time, load, feature)`` for targets ``times``; ``issue=None`` means day-0 rows (training)."""
+        scale = _scale(past)
+        n_t, n_l = len(times), past.sizes["load"]
+        cal = calendar_features(times, self.holidays).to_numpy()
+        cols = [np.broadcast_to(cal[:, None, :], (n_t, n_l, cal.shape[1]))]
+        lead = np.zeros(n_t, dtype=np.int64) if issue is None else (times - issue) // DAY
+        for k in self.lags:
+            back = np.where(lead >= k, lead + 1, k)
+            cols.append((past.reindex(time=times - pd.to_timedelta(back, unit="D")).values / scale)[:, :, None])
+        if self.uses_temperature_:
+            if temperature is None:
+                raise ForecastError("the model was fitted with temperature; pass temperature= covering the targets.")
+            temp = temperature.reindex(time=times).values
+            if np.isnan(temp).any():
+                first = times[np.isnan(temp)][0]
+                raise ForecastError(f"temperature has no value at {first}; pass a series covering every target time.")
+            cols.append(np.broadcast_to(temp[:, None, None], (n_t, n_l, 1)))
+        return np.concatenate(cols, axis=2)
+
+    def fit(self, history: xr.DataArray, temperature: xr.DataArray | None = None) -> QuantileGBT:
+        """Fit the quantile models on all loads and all day-ahead rows of ``history`` whose lags are known.
+
+        Parameters
+        ----------
+        history : DataArray ``(time, load)``
+            Past load values (any unit, e.g. MW).
+        temperature : DataArray ``(time,)``, optional
+            Temperature (°C) on the history's time stamps; then ``predict`` needs it too.
+        """
+        _check_series(history)
+        past = history.transpose("time", "load")
+        self.uses_temperature_ = temperature is not None
+        times = pd.DatetimeIndex(past["time"].values)
+        times = times[times >= times[0] + max(self.lags) * DAY]
+        if len(times) == 0:
+            raise ForecastError(f"history is shorter than the longest lag ({max(self.lags)} days); pass more history.")
+        x = self._features(past, times, None, temperature).reshape(len(times) * past.sizes["load"], -1)
+        y = (past.sel(time=times).values / _scale(past)).ravel()
+        n_cal = len(calendar_features(times[:1]).columns)
+        keep = np.isfinite(y) & np.isfinite(x[:, n_cal : n_cal + len(self.lags)]).all(axis=1)
+        if not keep.any():
+            raise ForecastError("no training row has the target and all lags known; pass longer or fuller history.")
+        self.models_ = [
+            HistGradientBoostingRegressor(
+                loss="quantile", quantile=q, max_iter=self.max_iter, random_state=self.random_state
+            ).fit(x[keep], y[keep])
+            for q in self.quantiles
+        ]
+        return self
+
+    def predict(
+        self,
+        history: xr.DataArray,
+        start: Any,
+        horizon: str | pd.Timedelta = "48h",
+        temperature: xr.DataArray | None = None,
+    ) -> xr.DataArray:
+        """Forecast ``horizon`` from the issue time ``start`` using history before ``start`` only.
+
+        Quantiles are sorted per sample after prediction, so they never cross.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``(quantile, time, load)`` in the history's unit.
+        """
+        if not self.models_:
+            raise ForecastError("QuantileGBT is not fitted; call fit(history) first.")
+        times = _target_times(history, start, horizon)
+        past = _cut(history, times[0])
+        x = self._features(past, times, times[0], temperature).reshape(len(times) * past.sizes["load"], -1)
+        pred = np.stack([m.predict(x) for m in self.models_]).reshape(len(self.quantiles), len(times), -1)
+        pred = np.sort(pred, axis=0) * _scale(past)
+        return self._wrap(pred, times, history)
+
+
+def _scale(past: xr.DataArray) -> np.ndarray:
+    """Per-load normalisation: the mean absolute value over ``past`` (1 for an all-zero or all-NaN load)."""
+    values = np.abs(past.values)
+    known = np.isfinite(values)
+    mean = np.where(known, values, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+    return np.where(mean > 0, mean, 1.0)
+
+
+def scores(forecast: xr.DataArray, actual: xr.DataArray) -> dict[str, Any]:
+    """Score a ``(quantile, time, load)`` forecast against actual ``(time, load)`` values.
+
+    Returns
+    -------
+    dict
+        ``nmae``: MAE of the median (quantile 0.5) divided by the mean actual, per load, then averaged over loads;
+        ``pinball``: {quantile: mean pinball loss, divided per load by its mean actual, averaged over loads};
+        ``coverage_p10_p90``: share of actual values within [P10, P90] (NaN when the forecast lacks 0.1 or 0.9).
+    """
+    act = actual.transpose("time", "load").reindex(time=forecast["time"], load=forecast["load"])
+    if np.isnan(act.values).any():
+        raise ForecastError("actual has no (or NaN) values for some forecast times/loads; score a covered window.")
+    mean = np.abs(act.values).mean(axis=0)
+    if (mean == 0).any():
+        bad = str(forecast["load"].values[mean == 0][0])
+        raise ForecastError(f"load {bad!r} has mean actual 0; nMAE is undefined, leave it out of the scoring.")
+    qs = [float(q) for q in forecast["quantile"].values]
+    if 0.5 not in qs:
+        raise ForecastError(f"forecast has no 0.5 quantile (has {qs}); nMAE needs the median.")
+    fc = forecast.transpose("quantile", "time", "load").values
+    err = act.values[None] - fc
+    pinball = np.maximum(np.array(qs)[:, None, None] * err, (np.array(qs)[:, None, None] - 1) * err)
+    cover = np.nan
+    if 0.1 in qs and 0.9 in qs:
+        lo, hi = fc[qs.index(0.1)], fc[qs.index(0.9)]
+        cover = float(((act.values >= lo) & (act.values <= hi)).mean())
+    return {
+        "nmae": float((np.abs(err[qs.index(0.5)]).mean(axis=0) / mean).mean()),
+        "pinball": {q: float((pinball[i].mean(axis=0) / mean).mean()) for i, q in enumerate(qs)},
+        "coverage_p10_p90": cover,
+    }
+
+
+def backtest(
+    profiles: xr.DataArray,
+    model: _Forecaster,
+    *,
+    start: Any,
+    days: int,
+    train_days: int,
+    refit_days: int = 7,
+) -> dict[str, Any]:
+    """Rolling-origin day-ahead backtest against day-naive and week-naive forecasts.
+
+    Each test day is forecast at its 00:00 for the next 24 h. The model is (re)fitted on the ``train_days`` days
+    before the issue day, every ``refit_days`` days; a copy of ``model`` is fitted, ``model`` itself is unchanged.
+
+    Returns
+    -------
+    dict
+        ``forecast``, ``naive_1D``, ``naive_7D``: ``(quantile, time, load)`` forecasts over the test days;
+        ``scores``: {"model" | "naive_1D" | "naive_7D": :func:`scores` dict}.
+    """
+    _check_series(profiles, "profiles")
+    start = pd.Timestamp(start)
+    if start - train_days * DAY < pd.Timestamp(profiles["time"].values[0]):
+        raise ForecastError(f"profiles start after {start - train_days * DAY}; need {train_days} days before {start}.")
+    if start + days * DAY > pd.Timestamp(profiles["time"].values[-1]) + _check_series(profiles):
+        raise ForecastError(f"profiles end before {start + days * DAY}; shorten days or pass longer profiles.")
+    fitted = copy.deepcopy(model)
+    models = {"forecast": fitted, "naive_1D": SeasonalNaive("1D"), "naive_7D": SeasonalNaive("7D")}
+    out: dict[str, list[xr.DataArray]] = {name: [] for name in models}
+    for day in range(days):
+        issue = start + day * DAY
+        window = profiles.sel(time=slice(issue - max(train_days, 8) * DAY, issue - pd.Timedelta(1, "ns")))
+        if day % refit_days == 0:
+            fitted.fit(window.sel(time=window["time"] >= np.datetime64(issue - train_days * DAY)))
+        for name, mdl in models.items():
+            out[name].append(mdl.predict(window, issue, "24h"))
+    result: dict[str, Any] = {name: xr.concat(parts, dim="time") for name, parts in out.items()}
+    actual = profiles.sel(time=result["forecast"]["time"])
+    result["scores"] = {("model" if k == "forecast" else k): scores(v, actual) for k, v in result.items()}
+    return result
