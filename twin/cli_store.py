@@ -65,6 +65,24 @@ def add_store_parsers(sub: argparse._SubParsersAction, fill: Any) -> None:
     sensors.add_argument("--json", action="store_true", help="print as JSON")
     sensors.set_defaults(handler=_run_sensors)
     _add_privacy(sub, fill)
+    pred = sub.add_parser(
+        "predict",
+        help="forecast the store's loads and predict transformer and line overloads (risk, lead time, drivers)",
+        description=fill(
+            "Fit quantile gradient-boosted trees across all loads of STORE's 'loads' group on the last --train-days "
+            "(or use --model), forecast P10/P50/P90 over --horizon from just after the last stored slot, solve all "
+            "members and steps in one batched AC power flow of --grid, and print the assets at risk (probability of "
+            "exceeding 100 %, first time, lead time) and the loads/generators driving the first one. Forecasts and "
+            "risk are written to the store's 'forecasts' and 'overload' groups; seconds per stage are printed."
+        ),
+    )
+    pred.add_argument("store", type=Path, metavar="STORE")
+    pred.add_argument("--grid", required=True, metavar="CASE", help="the grid the store's loads belong to")
+    pred.add_argument("--horizon", default="48h", help="forecast horizon (default 48h)")
+    pred.add_argument("--train-days", type=float, default=28, help="days of history to fit on (default 28)")
+    pred.add_argument("--model", type=Path, help="a fitted model file (twin.forecast.QuantileGBT.save)")
+    pred.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    pred.set_defaults(handler=_run_predict)
     alarms = sub.add_parser(
         "alarms",
         help="evaluate alarm rules over a store and list the alarms (acknowledge with --ack)",
@@ -331,6 +349,41 @@ def _run_sensors(args: argparse.Namespace, out: Console, err: Console) -> int:
             "[bold red]yes[/]" if row["ntl_suspected"] else "no",
         )
     out.print(table)
+    return 0
+
+
+def _run_predict(args: argparse.Namespace, out: Console, err: Console) -> int:
+    import twin
+    from twin.forecast import QuantileGBT
+    from twin.timeseries.predict import predict_store
+
+    model = QuantileGBT.load(args.model) if args.model else None
+    with err.status("forecasting and solving ..."):
+        result = predict_store(
+            _open(args.store), twin.load(args.grid), horizon=args.horizon, train_days=args.train_days, model=model
+        )
+    ranking = result.prediction.ranking
+    if args.json:
+        print(ranking.reset_index().to_json(orient="records", date_format="iso", indent=2))  # noqa: T201
+        return 0
+    table = Table(title=f"assets at risk over {args.horizon} (p_exceed = P(loading > 100 %))")
+    for col in ("asset", "kind", "max p_exceed", "max expected loading", "first exceed", "lead time", "hours at risk"):
+        table.add_column(col)
+    for asset, row in ranking.head(20).iterrows():
+        table.add_row(
+            str(asset),
+            row["kind"],
+            f"{row['max_p_exceed']:.2f}",
+            f"{row['max_expected_loading_pct']:.1f} %",
+            str(row["first_exceed"]),
+            str(row["lead_time"]),
+            f"{row['hours_at_risk']:.2f}",
+        )
+    out.print(table if len(ranking) else "no asset at risk over the horizon")
+    if result.drivers is not None:
+        out.print(f"drivers of {ranking.index[0]} at {ranking.iloc[0]['first_exceed']}:")
+        out.print(result.drivers.to_string(), markup=False, highlight=False)
+    out.print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
     return 0
 
 

@@ -151,15 +151,18 @@ def drivers(
     delta_mw: float = 1e-3,
     top: int = 10,
 ) -> pd.DataFrame:
-    """The loads that drive ``branch_id``'s loading at step ``at`` (batched finite differences).
+    """The loads and generators that drive ``branch_id``'s loading at step ``at`` (batched finite differences).
 
-    ``injections`` are ``(time, element)`` inputs as for ``solvers.run_pf_timeseries`` (e.g. the P50 member).
-    Returns the ``top`` loads by |score|: ``sensitivity_pct_per_mw`` (d loading / d P) and ``score_pct``
-    (sensitivity × the load's P: the loading points it accounts for).
+    ``injections`` are ``(time, element)`` inputs as for ``solvers.run_pf_timeseries`` (e.g. the P50 member). Every
+    element with a P input (``load_p_mw``, ``sgen_p_mw``, ``storage_p_mw``) is raised by ``delta_mw`` in its own
+    step of one batched power flow (loads keep their power factor). Returns the ``top`` elements by |score|:
+    ``sensitivity_pct_per_mw`` (d loading / d P) and ``score_pct`` (sensitivity × the element's P: the loading
+    points it accounts for; PV feed-in that overloads a transformer has a large positive score).
     """
     base = {k: v.sel(time=[at]) for k, v in injections.items()}
-    p = base["load_p_mw"]
-    n = p.sizes["load"]
+    names = [k for k in ("load_p_mw", "sgen_p_mw", "storage_p_mw") if k in base]
+    sizes = [base[k].shape[1] for k in names]
+    n = sum(sizes)
     steps = pd.date_range("2000-01-01", periods=n + 1, freq="15min")
     batch = {
         k: xr.DataArray(
@@ -167,18 +170,24 @@ def drivers(
         )
         for k, v in base.items()
     }
-    bump = np.zeros((n + 1, n))
-    bump[np.arange(1, n + 1), np.arange(n)] = delta_mw
-    batch["load_p_mw"] = batch["load_p_mw"] + bump
-    if "load_q_mvar" in batch:  # keep each load's power factor
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.nan_to_num(base["load_q_mvar"].to_numpy() / p.to_numpy())
-        batch["load_q_mvar"] = batch["load_q_mvar"] + bump * ratio
+    offset = 0
+    for name, size in zip(names, sizes, strict=True):
+        bump = np.zeros((n + 1, size))
+        bump[offset + 1 + np.arange(size), np.arange(size)] = delta_mw
+        batch[name] = batch[name] + bump
+        if name == "load_p_mw" and "load_q_mvar" in batch:  # keep each load's power factor
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = np.nan_to_num(base["load_q_mvar"].to_numpy() / base["load_p_mw"].to_numpy())
+            batch["load_q_mvar"] = batch["load_q_mvar"] + bump * ratio
+        offset += size
     res = solvers.run_pf_timeseries(solvers.compile_grid(grid), **batch)
     loading = res["loading_pct"].sel(branch=branch_id).to_numpy()
     sens = (loading[1:] - loading[0]) / delta_mw
+    p = np.concatenate([base[k].to_numpy()[0] for k in names])
+    ids = np.concatenate([base[k][base[k].dims[1]].values.astype(object) for k in names])
+    kinds = np.repeat([k.split("_")[0] for k in names], sizes)
     out = pd.DataFrame(
-        {"sensitivity_pct_per_mw": sens, "p_mw": p.to_numpy()[0], "score_pct": sens * p.to_numpy()[0]},
-        index=pd.Index(p["load"].values, name="load"),
+        {"kind": kinds, "sensitivity_pct_per_mw": sens, "p_mw": p, "score_pct": sens * p},
+        index=pd.Index(ids, name="element"),
     )
-    return out.reindex(out["score_pct"].abs().sort_values(ascending=False).index).head(top)
+    return out.reindex(out["score_pct"].abs().sort_values(ascending=False, kind="stable").index).head(top)
