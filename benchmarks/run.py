@@ -613,6 +613,27 @@ def run_ingest(n_rows: int, *, full: bool) -> list[Row]:
     return rows
 
 
+def run_predict() -> list[Row]:
+    """48-hour, 3-quantile overload prediction for the SimBench MV grid, seconds per stage (benchmarks/predict.py)."""
+    from benchmarks.predict import CODE, run_predict_bench
+
+    rows = []
+    for r in run_predict_bench():
+        row = Row(
+            suite="predict",
+            case=CODE,
+            tool="gridtwin",
+            setting=r["setting"],
+            key=r["setting"],
+            time_s=r["seconds"],
+            is_reference=True,
+            extra=r["stages"],
+        )
+        row.note = ", ".join(f"{k} {v:.2f} s" for k, v in r["stages"].items()) + f"; {r['at_risk']} assets at risk"
+        rows.append(row)
+    return rows
+
+
 def _config(args: argparse.Namespace) -> SuiteConfig:
     if args.smoke:
         cfg = SuiteConfig(
@@ -638,8 +659,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "suite",
-        choices=["pf", "cim", "ingest"],
-        help="suite to run: 'pf' (AC power flow), 'cim' (CGMES import) or 'ingest' (meter readings into the store)",
+        choices=["pf", "cim", "ingest", "predict"],
+        help="suite: 'pf' (AC power flow), 'cim' (CGMES import), 'ingest' (meter readings), 'predict' (overloads)",
     )
     p.add_argument("--rows", type=int, default=10_000_000, help="ingest: readings to ingest (default 10 million)")
     p.add_argument("--quick", action="store_true", help="fewer repeats and steps (smoke check of the suite)")
@@ -662,12 +683,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = _config(args)
     parts = args.only or [s for s in SUITES if s != "year" or args.full_year]
-    if args.suite in ("cim", "ingest"):
+    if args.suite in ("cim", "ingest", "predict"):
         parts = []
     t0 = time.perf_counter()
     rows: list[Row] = []
     if args.suite == "cim":
         rows += run_cim_import(args.repeats or 3)
+    if args.suite == "predict":
+        rows += run_predict()
     if args.suite == "ingest":
         rows += run_ingest(1_000_000 if args.quick else args.rows, full=args.full_year)
     if "single" in parts:

@@ -28,7 +28,7 @@ import sklearn
 import xarray as xr
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version tag written by ``save``; ``load`` refuses files with another tag or another scikit-learn version."""
 
 DAY = pd.Timedelta("1D")
@@ -90,10 +90,10 @@ def calendar_features(time: pd.DatetimeIndex | xr.DataArray, holidays: Iterable[
     ).astype(np.float64)
 
 
-def _check_series(history: xr.DataArray, name: str = "history") -> pd.Timedelta:
-    """Check a ``(time, load)`` series and return its time step."""
-    if set(history.dims) != {"time", "load"}:
-        raise ForecastError(f"{name} must have dims (time, load), got {history.dims}; rename or transpose it.")
+def _check_series(history: xr.DataArray, name: str = "history", dim: str = "load") -> pd.Timedelta:
+    """Check a ``(time, dim)`` series and return its time step."""
+    if set(history.dims) != {"time", dim}:
+        raise ForecastError(f"{name} must have dims (time, {dim}), got {history.dims}; rename or transpose it.")
     time = pd.DatetimeIndex(history["time"].values)
     if len(time) < 2:
         raise ForecastError(f"{name} has {len(time)} time stamps; at least 2 are needed.")
@@ -107,16 +107,18 @@ def _check_series(history: xr.DataArray, name: str = "history") -> pd.Timedelta:
     return step
 
 
-def _cut(history: xr.DataArray, start: pd.Timestamp) -> xr.DataArray:
-    """History strictly before the issue time ``start``, as ``(time, load)``."""
-    cut = history.transpose("time", "load").sel(time=history["time"] < np.datetime64(start))
+def _cut(history: xr.DataArray, start: pd.Timestamp, dim: str = "load") -> xr.DataArray:
+    """History strictly before the issue time ``start``, as ``(time, dim)``."""
+    cut = history.transpose("time", dim).sel(time=history["time"] < np.datetime64(start))
     if cut.sizes["time"] == 0:
         raise ForecastError(f"no history before the issue time {start}; pass history that ends before it.")
     return cut
 
 
-def _target_times(history: xr.DataArray, start: Any, horizon: str | pd.Timedelta) -> pd.DatetimeIndex:
-    step = _check_series(history)
+def _target_times(
+    history: xr.DataArray, start: Any, horizon: str | pd.Timedelta, dim: str = "load"
+) -> pd.DatetimeIndex:
+    step = _check_series(history, dim=dim)
     start, horizon = pd.Timestamp(start), pd.Timedelta(horizon)
     if horizon < step:
         raise ForecastError(f"horizon {horizon} is shorter than the time step {step}.")
@@ -154,12 +156,14 @@ class _Forecaster:
             raise ForecastError(f"{path}: holds a {type(data['model']).__name__}, not a {cls.__name__}.")
         return data["model"]
 
-    def _wrap(self, values: np.ndarray, times: pd.DatetimeIndex, history: xr.DataArray) -> xr.DataArray:
-        """(quantile, time, load) array → DataArray with the history's units."""
+    def _wrap(
+        self, values: np.ndarray, times: pd.DatetimeIndex, history: xr.DataArray, dim: str = "load"
+    ) -> xr.DataArray:
+        """(quantile, time, dim) array → DataArray with the history's units."""
         return xr.DataArray(
             values,
-            dims=("quantile", "time", "load"),
-            coords={"quantile": list(self.quantiles), "time": times, "load": history["load"].values},
+            dims=("quantile", "time", dim),
+            coords={"quantile": list(self.quantiles), "time": times, dim: history[dim].values},
             attrs={**history.attrs, "model": type(self).__name__},
         )
 
@@ -167,21 +171,33 @@ class _Forecaster:
 class SeasonalNaive(_Forecaster):
     """Repeat the last known season: the value one ``period`` (or a whole number of periods) earlier.
 
-    Every quantile gets the same value (a point forecast), so its P10-P90 coverage is only the share of exact hits.
+    The median is that repeated value. The other quantiles add, per load, the empirical quantile of the naive
+    model's own errors over the last ``error_days`` days of history (actual minus the value ``m`` periods earlier,
+    with the same ``m`` as the target, so day 2 of a day-naive forecast gets the wider two-day errors).
 
     Parameters
     ----------
     period : {"1D", "7D"} or Timedelta
         Season length: ``"1D"`` repeats yesterday, ``"7D"`` the same day last week.
     quantiles : sequence of float
-        Quantile labels of the output.
+        Quantiles of the output, each in (0, 1).
+    error_days : int
+        Days of past errors (before the issue time) used for the bands; 0 gives the old point forecast for every
+        quantile.
     """
 
     kind = "seasonal_naive"
 
-    def __init__(self, period: str | pd.Timedelta = "1D", quantiles: Sequence[float] = (0.1, 0.5, 0.9)) -> None:
+    def __init__(
+        self, period: str | pd.Timedelta = "1D", quantiles: Sequence[float] = (0.1, 0.5, 0.9), error_days: int = 14
+    ) -> None:
         self.period = pd.Timedelta(period)
         self.quantiles = tuple(float(q) for q in quantiles)
+        if not all(0 < q < 1 for q in self.quantiles):
+            raise ForecastError(f"quantiles must lie in (0, 1), got {self.quantiles}.")
+        if error_days < 0:
+            raise ForecastError(f"error_days must be >= 0, got {error_days}.")
+        self.error_days = int(error_days)
 
     def fit(self, history: xr.DataArray) -> SeasonalNaive:
         """Check ``history``; the naive model has nothing to learn."""
@@ -194,14 +210,31 @@ class SeasonalNaive(_Forecaster):
         Returns
         -------
         xarray.DataArray
-            ``(quantile, time, load)``; NaN where the history does not reach back far enough.
+            ``(quantile, time, load)``; NaN where the history does not reach back far enough (for the bands: where
+            no past error of that lag is known).
         """
         times = _target_times(history, start, horizon)
         past = _cut(history, times[0])
         # Smallest m >= 1 with t - m * period < start, for every target t.
         m = (times - times[0]) // self.period + 1
         lagged = past.reindex(time=times - m * self.period).values
-        return self._wrap(np.broadcast_to(lagged, (len(self.quantiles), *lagged.shape)).copy(), times, history)
+        offsets = np.zeros((len(self.quantiles), *lagged.shape))
+        if self.error_days:
+            for lag in np.unique(m):
+                offsets[:, m == lag] = self._error_quantiles(past, int(lag))[:, None, :]
+        return self._wrap(np.sort(lagged[None] + offsets, axis=0), times, history)
+
+    def _error_quantiles(self, past: xr.DataArray, lag: int) -> np.ndarray:
+        """``(quantile, load)`` empirical quantiles of ``actual - value lag periods earlier``; 0 for the median."""
+        recent = past.sel(time=past["time"] >= past["time"].values[-1] - np.timedelta64(self.error_days, "D"))
+        before = past.reindex(time=pd.DatetimeIndex(recent["time"].values) - lag * self.period).values
+        err = recent.values - before
+        out = np.full((len(self.quantiles), err.shape[1]), np.nan)
+        known = np.isfinite(err).any(axis=0)
+        if known.any():
+            out[:, known] = np.nanquantile(err[:, known], self.quantiles, axis=0)
+        out[[q == 0.5 for q in self.quantiles]] = 0.0
+        return out
 
 
 class QuantileGBT(_Forecaster):
@@ -219,6 +252,11 @@ class QuantileGBT(_Forecaster):
         Holiday dates for the calendar features; Germany's nationwide holidays by default.
     random_state : int
         Seed for scikit-learn.
+    calib_days : int
+        Conformal calibration: the last ``calib_days`` days of the training history are held out, the models are
+        fitted on the rest and each quantile ``q`` other than the median is shifted by the ``q``-quantile of its
+        held-out errors (actual minus prediction, in units of the load's mean), so that a share ``q`` of the
+        held-out actuals lies below it; then the models are refitted on the whole history. 0 turns it off.
     """
 
     kind = "quantile_gbt"
@@ -230,6 +268,7 @@ class QuantileGBT(_Forecaster):
         max_iter: int = 200,
         holidays: Iterable[Any] | None = None,
         random_state: int = 0,
+        calib_days: int = 7,
     ) -> None:
         self.quantiles = tuple(float(q) for q in quantiles)
         if not all(0 < q < 1 for q in self.quantiles):
@@ -240,7 +279,11 @@ class QuantileGBT(_Forecaster):
         self.max_iter = int(max_iter)
         self.holidays = None if holidays is None else pd.DatetimeIndex(holidays)
         self.random_state = random_state
+        if calib_days < 0:
+            raise ForecastError(f"calib_days must be >= 0, got {calib_days}.")
+        self.calib_days = int(calib_days)
         self.models_: list[HistGradientBoostingRegressor] = []
+        self.offsets_ = np.zeros(len(self.quantiles))
         self.uses_temperature_: bool = False
 
     def _features(
@@ -275,9 +318,29 @@ class QuantileGBT(_Forecaster):
         temperature : DataArray ``(time,)``, optional
             Temperature (°C) on the history's time stamps; then ``predict`` needs it too.
         """
-        _check_series(history)
+        step = _check_series(history)
         past = history.transpose("time", "load")
         self.uses_temperature_ = temperature is not None
+        x, y, row_time = self._rows(past, temperature)
+        self.offsets_ = np.zeros(len(self.quantiles))
+        if self.calib_days:
+            held = row_time >= np.datetime64(row_time.max() + step - self.calib_days * DAY)
+            if held.all() or not held.any():
+                raise ForecastError(
+                    f"history leaves no training rows before the last calib_days={self.calib_days} days (the first "
+                    f"{max(self.lags)} days only feed lags); pass more history or lower calib_days."
+                )
+            models = self._fit_models(x[~held], y[~held])
+            pred = np.sort(np.stack([m.predict(x[held]) for m in models]), axis=0)
+            err = y[held][None] - pred
+            self.offsets_ = np.array(
+                [0.0 if q == 0.5 else np.quantile(e, q) for q, e in zip(self.quantiles, err, strict=True)]
+            )
+        self.models_ = self._fit_models(x, y)
+        return self
+
+    def _rows(self, past: xr.DataArray, temperature: xr.DataArray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Training rows with target and lags known: features, normalised target, time of each row."""
         times = pd.DatetimeIndex(past["time"].values)
         times = times[times >= times[0] + max(self.lags) * DAY]
         if len(times) == 0:
@@ -288,13 +351,15 @@ class QuantileGBT(_Forecaster):
         keep = np.isfinite(y) & np.isfinite(x[:, n_cal : n_cal + len(self.lags)]).all(axis=1)
         if not keep.any():
             raise ForecastError("no training row has the target and all lags known; pass longer or fuller history.")
-        self.models_ = [
+        return x[keep], y[keep], np.repeat(times.values, past.sizes["load"])[keep]
+
+    def _fit_models(self, x: np.ndarray, y: np.ndarray) -> list[HistGradientBoostingRegressor]:
+        return [
             HistGradientBoostingRegressor(
                 loss="quantile", quantile=q, max_iter=self.max_iter, random_state=self.random_state
-            ).fit(x[keep], y[keep])
+            ).fit(x, y)
             for q in self.quantiles
         ]
-        return self
 
     def predict(
         self,
@@ -317,8 +382,8 @@ class QuantileGBT(_Forecaster):
         times = _target_times(history, start, horizon)
         past = _cut(history, times[0])
         x = self._features(past, times, times[0], temperature).reshape(len(times) * past.sizes["load"], -1)
-        pred = np.stack([m.predict(x) for m in self.models_]).reshape(len(self.quantiles), len(times), -1)
-        pred = np.sort(pred, axis=0) * _scale(past)
+        pred = np.sort(np.stack([m.predict(x) for m in self.models_]), axis=0) + self.offsets_[:, None]
+        pred = np.sort(pred.reshape(len(self.quantiles), len(times), -1), axis=0) * _scale(past)
         return self._wrap(pred, times, history)
 
 

@@ -1,4 +1,4 @@
-"""Tests for twin.forecast: features, naive and quantile-GBT forecasts, save/load, scores, backtest."""
+"""Tests for twin.forecast and twin.forecast_pv: features, naive, quantile-GBT and PV forecasts, scores, backtest."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from twin.forecast import (
     german_holidays,
     scores,
 )
+from twin.forecast_pv import PVForecast, compute_clearsky_ghi
 from twin.io import read_simbench_profiles
 
 DAYS = 35
@@ -67,11 +68,26 @@ def test_seasonal_naive_repeats_last_season(profiles: xr.DataArray) -> None:
     yesterday = profiles.sel(time=slice("2016-01-21", "2016-01-21 23:45")).values
     # Both forecast days repeat the last known day (day 2 cannot use day 1, which is after the issue time).
     np.testing.assert_array_equal(day.isel(quantile=1).values, np.concatenate([yesterday, yesterday]))
-    np.testing.assert_array_equal(day.isel(quantile=0).values, day.isel(quantile=2).values)
-    week = SeasonalNaive("7D").predict(profiles, start, horizon="24h")
+    week = SeasonalNaive("7D", error_days=0).predict(profiles, start, horizon="24h")
     np.testing.assert_array_equal(
         week.isel(quantile=0).values, profiles.sel(time=slice("2016-01-15", "2016-01-15 23:45"))
     )
+
+
+def test_seasonal_naive_bands_are_past_error_quantiles(profiles: xr.DataArray) -> None:
+    start = pd.Timestamp("2016-01-22")
+    day = SeasonalNaive("1D", error_days=14).predict(profiles, start, horizon="48h")
+    past = profiles.sel(time=slice("2016-01-07 23:45", "2016-01-21 23:45"))
+    for lag, hours in ((1, slice(0, 96)), (2, slice(96, 192))):
+        before = profiles.reindex(time=past["time"].values - np.timedelta64(lag, "D")).values
+        err = past.values - before
+        for i, q in ((0, 0.1), (2, 0.9)):
+            expected = day.isel(quantile=1, time=hours).values + np.nanquantile(err, q, axis=0)
+            np.testing.assert_allclose(day.isel(quantile=i, time=hours).values, expected)
+    assert (day.isel(quantile=2) - day.isel(quantile=0)).mean() > 0
+    # Two-day-old values are worse than yesterday's: day 2's band is wider.
+    width = (day.isel(quantile=2) - day.isel(quantile=0)).values
+    assert width[96:].mean() > width[:96].mean()
 
 
 @pytest.mark.parametrize("model", ["gbt", "naive"])
@@ -155,9 +171,10 @@ def test_backtest_beats_week_naive(profiles: xr.DataArray) -> None:
     for name in ("naive_1D", "naive_7D"):
         xr.testing.assert_equal(res[name]["time"], res["forecast"]["time"])
     s = res["scores"]
-    # Measured (sklearn 1.9.1): nMAE 0.212 vs 0.249 day-naive and 0.264 week-naive; coverage P10-P90 0.70.
+    # Measured (sklearn 1.9.1, calib_days=7): nMAE 0.212 vs 0.249 day-naive and 0.264 week-naive.
     assert s["model"]["nmae"] < s["naive_7D"]["nmae"]
     assert 0.4 < s["model"]["coverage_p10_p90"] < 1.0
+    assert 0.5 < s["naive_1D"]["coverage_p10_p90"] < 1.0  # the naive bands are real bands now
     with pytest.raises(ForecastError, match="need 21 days before"):
         backtest(profiles, model, start="2016-01-10", days=7, train_days=21)
 
@@ -174,3 +191,85 @@ def test_temperature_feature(profiles: xr.DataArray) -> None:
         model.predict(profiles, "2016-01-22", horizon="24h")
     with pytest.raises(ForecastError, match="no value at 2016-01-22 00:00"):
         model.predict(profiles, "2016-01-22", horizon="24h", temperature=temp.sel(time=slice(None, "2016-01-21")))
+
+
+def test_conformal_calibration_shifts_outer_quantiles(profiles: xr.DataArray) -> None:
+    train = profiles.sel(time=slice(None, "2016-01-21"))
+    plain = QuantileGBT(max_iter=30, calib_days=0).fit(train)
+    calib = QuantileGBT(max_iter=30, calib_days=7).fit(train)
+    np.testing.assert_array_equal(plain.offsets_, 0.0)
+    assert calib.offsets_[1] == 0.0  # the median is left alone
+    # Held-out P10/P90 errors are wider than in-sample: the band widens.
+    assert calib.offsets_[0] < 0 < calib.offsets_[2]
+    a, b = plain.predict(profiles, "2016-01-22", "24h"), calib.predict(profiles, "2016-01-22", "24h")
+    xr.testing.assert_equal(a.sel(quantile=0.5), b.sel(quantile=0.5))  # same models on the full window
+    assert ((b.sel(quantile=0.9) - b.sel(quantile=0.1)) >= (a.sel(quantile=0.9) - a.sel(quantile=0.1)) - 1e-12).all()
+    # Calibration: a share ~q of the held-out actuals lies below the shifted quantile (in-sample check by refit).
+    check = QuantileGBT(max_iter=30, calib_days=7)
+    x, y, t = check._rows(train.transpose("time", "load"), None)
+    held = t >= np.datetime64("2016-01-15")
+    models = check._fit_models(x[~held], y[~held])
+    for q, off, m in zip(check.quantiles, calib.offsets_, models, strict=True):
+        if q != 0.5:
+            assert np.mean(y[held] <= m.predict(x[held]) + off) == pytest.approx(q, abs=0.02)
+    with pytest.raises(ForecastError, match="calib_days"):
+        QuantileGBT(calib_days=14).fit(train)
+
+
+@pytest.fixture(scope="module")
+def pv() -> xr.DataArray:
+    """Summer PV profiles (MW) of SimBench LV rural 1, scenario 2 (8 static generators)."""
+    sgen = read_simbench_profiles("1-LV-rural1--2-sw")["sgen_p_mw"]
+    return sgen.sel(time=slice("2016-05-24", "2016-06-14 23:45"))
+
+
+def test_clearsky_ghi_is_daylight_only() -> None:
+    ghi = compute_clearsky_ghi(pd.date_range("2016-06-21", periods=96, freq="15min"), 51.0, 10.0)
+    assert ghi.attrs["units"] == "W/m2"
+    assert (ghi.values[:12] == 0).all()  # 00:00-03:00 UTC is night
+    noon = pd.Timestamp(ghi["time"].values[int(np.argmax(ghi.values))])
+    assert pd.Timestamp("2016-06-21 10:45") <= noon <= pd.Timestamp("2016-06-21 11:45")  # solar noon ~11:20 UTC
+    assert 700 < float(ghi.max()) < 1000
+
+
+def test_pv_forecast_beats_day_naive_in_daylight(pv: xr.DataArray) -> None:
+    fcs, naive = [], []
+    for day in range(7):
+        issue = pd.Timestamp("2016-06-01") + pd.Timedelta(days=day)
+        fcs.append(PVForecast().fit(pv).predict(pv, issue, "24h"))
+        naive.append(SeasonalNaive("1D").predict(pv.rename(sgen="load"), issue, "24h"))
+    fc = xr.concat(fcs, "time")
+    assert fc.dims == ("quantile", "time", "sgen")
+    assert fc.sizes == {"quantile": 3, "time": 96 * 7, "sgen": 8}
+    assert (fc.diff("quantile") >= 0).all()
+    lit = fc["time"][(compute_clearsky_ghi(pd.DatetimeIndex(fc["time"].values)) > 20).values]
+    actual = pv.sel(time=lit).rename(sgen="load")
+    s_pv = scores(fc.sel(time=lit).rename(sgen="load"), actual)
+    s_naive = scores(xr.concat(naive, "time").sel(time=lit), actual)
+    # Measured: nMAE 0.35 vs 0.49 day-naive, P10-P90 coverage 0.80 (June 2016).
+    assert s_pv["nmae"] < s_naive["nmae"]
+    assert 0.6 < s_pv["coverage_p10_p90"] < 0.95
+    assert (fc.sel(time=fc["time"][:12]) == 0).all()  # night
+
+
+def test_pv_forecast_no_look_ahead_and_inputs(pv: xr.DataArray) -> None:
+    model, issue = PVForecast(), pd.Timestamp("2016-06-01")
+    base = model.predict(pv, issue, "24h")
+    changed = pv.where(pv["time"] < np.datetime64(issue), 99.0)
+    xr.testing.assert_identical(model.predict(changed, issue, "24h"), base)
+    # A user's irradiance replaces clear sky: half the irradiance at the targets halves the forecast.
+    time = pd.DatetimeIndex(pv["time"].values)
+    ghi = compute_clearsky_ghi(time)
+    dim = ghi.where(ghi["time"] < np.datetime64(issue), ghi * 0.5)
+    np.testing.assert_allclose(model.predict(pv, issue, "24h", irradiance=dim).values, base.values * 0.5)
+    # Hot modules produce less.
+    hot = xr.DataArray(np.full(time.size, 40.0), dims="time", coords={"time": time})
+    cold = hot.where(hot["time"] < np.datetime64(issue), 0.0)
+    assert (model.predict(pv, issue, "24h", irradiance=ghi, temperature=cold) >= base - 1e-12).all()
+    assert (model.predict(pv, issue, "24h", irradiance=ghi, temperature=cold).sum() > base.sum()).item()
+    with pytest.raises(ForecastError, match="irradiance has no value at 2016-06-01 00:00"):
+        model.predict(pv, issue, "24h", irradiance=ghi.sel(time=slice(None, "2016-05-31")))
+    with pytest.raises(ForecastError, match=r"dims \(time, sgen\)"):
+        model.predict(pv.rename(sgen="load"), issue)
+    with pytest.raises(ForecastError, match="no value in daylight"):
+        model.predict(pv * np.nan, issue)

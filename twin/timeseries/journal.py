@@ -77,6 +77,7 @@ class Location:
         """Write a small file so that readers see all of it or nothing (rename locally, one PUT elsewhere)."""
         if self.is_local:
             tmp = self.path / f"{rel}.tmp"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
             with tmp.open("w") as fh:
                 fh.write(text)
                 fh.flush()
@@ -114,6 +115,10 @@ class Location:
                 shutil.rmtree(target, ignore_errors=True)
             else:
                 target.unlink(missing_ok=True)
+                parent = target.parent  # drop folders left empty (zarr would list them as broken nodes)
+                while parent != self.path and parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
         elif self.fs.exists(self._abs(rel)):
             self.fs.rm(self._abs(rel), recursive=recursive)
 
@@ -308,14 +313,23 @@ class JournaledStore(WrapperStore[Store]):
             if key.startswith(prefix) and key not in seen:
                 yield key
 
+    async def _alive(self, path: str) -> bool:
+        """Whether ``path`` (a key or a folder of keys) still has a key that is not staged for deletion."""
+        if path in self._set_keys or (path not in self._deleted and await self._store.exists(path)):
+            return True
+        async for _ in self.list_prefix(path + "/"):
+            return True
+        return False
+
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
         """Direct children of ``prefix`` (staged included)."""
         seen = set()
-        async for key in self._store.list_dir(prefix):
-            if key != JOURNAL:
-                seen.add(key)
-                yield key
         base = prefix.rstrip("/") + "/" if prefix else ""
+        async for key in self._store.list_dir(prefix):
+            if key == JOURNAL or (self._deleted and not await self._alive(base + key)):
+                continue  # a child whose every key is staged for deletion is gone for this batch
+            seen.add(key)
+            yield key
         for key in sorted(self._set_keys):
             if key.startswith(base):
                 child = key[len(base) :].split("/", 1)[0]

@@ -294,3 +294,18 @@ def test_fsspec_url_store_appends_atomically(monkeypatch: pytest.MonkeyPatch) ->
     assert int(ds["A_plus"].notnull().sum()) == 16
     assert not fs.find("/gridtwin-test/store.zarr/.journal")
     fs.rm("/gridtwin-test", recursive=True)
+
+
+def test_rewriting_a_derived_group_is_atomic_and_quiet(store: Store) -> None:
+    import xarray as xr
+
+    times = pd.date_range("2020-01-01", periods=4, freq="15min")
+    first = xr.Dataset({"p_mw": (("time", "load"), np.ones((4, 2)))}, coords={"time": times, "load": ["a", "b"]})
+    store.write_dataset("loads", first)
+    second = xr.Dataset(
+        {"q_mvar": (("time", "load"), np.zeros((4, 3)))}, coords={"time": times, "load": ["a", "b", "c"]}
+    )
+    store.write_dataset("loads", second)  # replaces the group (pytest turns zarr's warnings into errors)
+    ds = store.dataset("loads")
+    assert list(ds.data_vars) == ["q_mvar"]
+    assert ds.sizes["load"] == 3
