@@ -203,7 +203,7 @@ def test_resets_and_stuck_registers_are_listed(rural: demo.DemoData, rural_clean
             assert before.max() < demo.ROLLOVER_KWH <= before.iloc[-1] + 1.0
         else:
             assert (d[d.index < t] == 0).all()
-            assert np.allclose(d[d.index >= t], jump, atol=1e-3)
+            assert np.allclose(d[d.index >= t], jump, atol=1e-3)  # registers carry 3 decimals (Wh resolution)
             assert after.iloc[0] < (2.0 if kind == "reset" else 32.0)  # restarts from 0 / a new meter's reading
     for meter, _, start, end in stuck.itertuples(index=False):
         v = bad.xs(meter)
