@@ -31,28 +31,22 @@ def run_predict_bench(code: str = CODE, *, train_days: int = 28) -> list[dict[st
         write_profiles(store, profiles)
         grid = twin.load(code)
         predict_store(store, grid, horizon="48h", train_days=train_days, write=False)  # warm-up
-        rows = []
-        t0 = time.perf_counter()
-        fitted = predict_store(store, grid, horizon="48h", train_days=train_days)
-        rows.append(
-            {
-                "setting": "fit + predict",
-                "seconds": time.perf_counter() - t0,
-                "stages": fitted.seconds,
-                "at_risk": len(fitted.prediction.ranking),
-            }
-        )
         model = QuantileGBT().fit(store.dataset("loads")["p_mw"].load())
-        t1 = time.perf_counter()
-        result = predict_store(store, grid, horizon="48h", model=model)
-        rows.append(
-            {
-                "setting": "predict (model fitted before)",
-                "seconds": time.perf_counter() - t1,
-                "stages": result.seconds,
-                "at_risk": len(result.prediction.ranking),
-            }
-        )
+        rows = []
+        for setting, kwargs in (
+            ("fit + predict", {"train_days": train_days}),
+            ("predict (model fitted before)", {"model": model}),
+        ):
+            t0 = time.perf_counter()
+            result = predict_store(store, grid, horizon="48h", **kwargs)
+            rows.append(
+                {
+                    "setting": setting,
+                    "seconds": time.perf_counter() - t0,
+                    "stages": result.seconds,
+                    "at_risk": len(result.prediction.ranking),
+                }
+            )
         return rows
     finally:
         shutil.rmtree(folder, ignore_errors=True)

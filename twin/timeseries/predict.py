@@ -70,7 +70,12 @@ def predict_store(
     seconds["read history"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     if model is None:
-        model = QuantileGBT(max_iter=max_iter).fit(p_hist)
+        from threadpoolctl import threadpool_limits
+
+        # scikit-learn's OpenMP threads beside numba's oversubscribe small machines (217 s instead of seconds
+        # measured on 2 loaded cores); one thread per fit is the safe default
+        with threadpool_limits(limits=1, user_api="openmp"):
+            model = QuantileGBT(max_iter=max_iter).fit(p_hist)
     seconds["fit"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     p_fc = model.predict(p_hist, issued, horizon)
