@@ -8,10 +8,12 @@ there), so changing data at or after the issue time never changes the forecast.
 
 :class:`QuantileGBT` fits one ``HistGradientBoostingRegressor(loss="quantile")`` per quantile across all loads at
 once, on series normalised by each load's mean over the history it is given. Features: quarter of day, hour,
-weekday, holiday flag, the load's value ``k`` days before the target for each lag ``k`` and, optionally, a
-temperature series. For a target ``d`` whole days after the issue time (``d = 0`` for the first 24 h), a lag
-``k <= d`` is not known yet; it is replaced by the most recent known day, ``d + 1`` days back. Models are trained
-on day-0 rows (the day-ahead case), so hours 24-48 of a 48 h forecast are an approximation.
+weekday, holiday flag, the load's value ``k`` days before the target for each lag ``k``, two shape features of
+each series over the history it is given (share of near-zero values and coefficient of variation, so that one
+model serves smooth aggregates and spiky EV chargers alike) and, optionally, a temperature series. For a target
+``d`` whole days after the issue time (``d = 0`` for the first 24 h), a lag ``k <= d`` is not known yet; it is
+replaced by the most recent known day, ``d + 1`` days back. Models are trained on day-0 rows (the day-ahead
+case), so hours 24-48 of a 48 h forecast are an approximation.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sklearn
 import xarray as xr
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Version tag written by ``save``; ``load`` refuses files with another tag or another scikit-learn version."""
 
 DAY = pd.Timedelta("1D")
@@ -298,6 +300,7 @@ class QuantileGBT(_Forecaster):
         for k in self.lags:
             back = np.where(lead >= k, lead + 1, k)
             cols.append((past.reindex(time=times - pd.to_timedelta(back, unit="D")).values / scale)[:, :, None])
+        cols.append(np.broadcast_to(_shape_features(past, scale)[None], (n_t, n_l, 2)))
         if self.uses_temperature_:
             if temperature is None:
                 raise ForecastError("the model was fitted with temperature; pass temperature= covering the targets.")
@@ -308,7 +311,7 @@ class QuantileGBT(_Forecaster):
             cols.append(np.broadcast_to(temp[:, None, None], (n_t, n_l, 1)))
         return np.concatenate(cols, axis=2)
 
-    def fit(self, history: xr.DataArray, temperature: xr.DataArray | None = None) -> QuantileGBT:
+    def fit(self, history: xr.DataArray, temperature: xr.DataArray | None = None, weights: Any = None) -> QuantileGBT:
         """Fit the quantile models on all loads and all day-ahead rows of ``history`` whose lags are known.
 
         Parameters
@@ -317,11 +320,22 @@ class QuantileGBT(_Forecaster):
             Past load values (any unit, e.g. MW).
         temperature : DataArray ``(time,)``, optional
             Temperature (°C) on the history's time stamps; then ``predict`` needs it too.
+        weights : array-like ``(load,)``, optional
+            Weight of each load's rows in the loss, e.g. how many loads a deduplicated series stands for (like
+            repeating the series, except that the features' histogram bins are computed from the distinct rows).
         """
         step = _check_series(history)
         past = history.transpose("time", "load")
         self.uses_temperature_ = temperature is not None
-        x, y, row_time = self._rows(past, temperature)
+        w_load = np.ones(past.sizes["load"]) if weights is None else np.asarray(weights, dtype=np.float64)
+        if w_load.shape != (past.sizes["load"],) or (w_load < 0).any():
+            raise ForecastError(f"weights must be {past.sizes['load']} non-negative numbers, one per load.")
+        # Loads that are exact positive multiples of one another have identical (normalised) rows: fit each once,
+        # weighted by its copies (SimBench: 139 MV loads are 10 profiles).
+        reps, inverse, _ = unique_columns(past.values)
+        if len(reps) < past.sizes["load"]:
+            past, w_load = past.isel(load=reps), np.bincount(inverse, weights=w_load, minlength=len(reps))
+        x, y, row_time, w = self._rows(past, temperature, w_load)
         self.offsets_ = np.zeros(len(self.quantiles))
         if self.calib_days:
             held = row_time >= np.datetime64(row_time.max() + step - self.calib_days * DAY)
@@ -330,17 +344,22 @@ class QuantileGBT(_Forecaster):
                     f"history leaves no training rows before the last calib_days={self.calib_days} days (the first "
                     f"{max(self.lags)} days only feed lags); pass more history or lower calib_days."
                 )
-            models = self._fit_models(x[~held], y[~held])
+            models = self._fit_models(x[~held], y[~held], w[~held])
             pred = np.sort(np.stack([m.predict(x[held]) for m in models]), axis=0)
             err = y[held][None] - pred
             self.offsets_ = np.array(
-                [0.0 if q == 0.5 else np.quantile(e, q) for q, e in zip(self.quantiles, err, strict=True)]
+                [
+                    0.0 if q == 0.5 else _weighted_quantile(e, w[held], q)
+                    for q, e in zip(self.quantiles, err, strict=True)
+                ]
             )
-        self.models_ = self._fit_models(x, y)
+        self.models_ = self._fit_models(x, y, w)
         return self
 
-    def _rows(self, past: xr.DataArray, temperature: xr.DataArray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Training rows with target and lags known: features, normalised target, time of each row."""
+    def _rows(
+        self, past: xr.DataArray, temperature: xr.DataArray | None, w_load: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Training rows with target and lags known: features, normalised target, time and weight of each row."""
         times = pd.DatetimeIndex(past["time"].values)
         times = times[times >= times[0] + max(self.lags) * DAY]
         if len(times) == 0:
@@ -351,13 +370,14 @@ class QuantileGBT(_Forecaster):
         keep = np.isfinite(y) & np.isfinite(x[:, n_cal : n_cal + len(self.lags)]).all(axis=1)
         if not keep.any():
             raise ForecastError("no training row has the target and all lags known; pass longer or fuller history.")
-        return x[keep], y[keep], np.repeat(times.values, past.sizes["load"])[keep]
+        w = np.broadcast_to(w_load[None, :], (len(times), past.sizes["load"])).ravel()
+        return x[keep], y[keep], np.repeat(times.values, past.sizes["load"])[keep], w[keep]
 
-    def _fit_models(self, x: np.ndarray, y: np.ndarray) -> list[HistGradientBoostingRegressor]:
+    def _fit_models(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> list[HistGradientBoostingRegressor]:
         return [
             HistGradientBoostingRegressor(
                 loss="quantile", quantile=q, max_iter=self.max_iter, random_state=self.random_state
-            ).fit(x, y)
+            ).fit(x, y, sample_weight=w)
             for q in self.quantiles
         ]
 
@@ -385,6 +405,48 @@ class QuantileGBT(_Forecaster):
         pred = np.sort(np.stack([m.predict(x) for m in self.models_]), axis=0) + self.offsets_[:, None]
         pred = np.sort(pred.reshape(len(self.quantiles), len(times), -1), axis=0) * _scale(past)
         return self._wrap(pred, times, history)
+
+
+def unique_columns(window: np.ndarray, decimals: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group columns that are exact positive multiples of one another (NaN only matches NaN).
+
+    ``decimals``: relative digits compared, by default 9 for float64 and 5 for float32 data.
+
+    Returns
+    -------
+    (reps, inverse, scale)
+        ``window[:, j] == scale[j] * window[:, reps[inverse[j]]]`` (to ``decimals`` relative digits);
+        ``scale > 0`` except for all-zero (or all-NaN) columns, whose scale is 0.
+    """
+    decimals = (5 if window.dtype == np.float32 else 9) if decimals is None else decimals
+    values = np.asarray(window, dtype=np.float64)
+    known = np.isfinite(values)
+    n = np.maximum(known.sum(axis=0), 1)
+    scale = np.where(known, np.abs(values), 0.0).sum(axis=0) / n
+    norm = np.where(known, np.round(values / np.where(scale > 0, scale, 1.0), decimals), -1e300)
+    _, first, inverse = np.unique(norm, axis=1, return_index=True, return_inverse=True)
+    reps = first.astype(np.int64)
+    scale_rep = scale[reps][inverse.ravel()]
+    ratio = np.divide(scale, scale_rep, out=np.zeros_like(scale), where=scale_rep > 0)
+    return reps, inverse.ravel(), ratio
+
+
+def _shape_features(past: xr.DataArray, scale: np.ndarray) -> np.ndarray:
+    """``(load, 2)``: share of values under 5 % of the mean, and the coefficient of variation, over ``past``."""
+    values = np.abs(past.values) / scale
+    known = np.isfinite(values)
+    n = np.maximum(known.sum(axis=0), 1)
+    low = np.where(known, values < 0.05, False).sum(axis=0) / n
+    mean = np.where(known, values, 0.0).sum(axis=0) / n
+    var = np.where(known, (values - mean) ** 2, 0.0).sum(axis=0) / n
+    return np.stack([low, np.sqrt(var)], axis=1)
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The ``q``-quantile of ``values`` with ``weights`` (inverted empirical CDF, as np.quantile's 'inverted_cdf')."""
+    order = np.argsort(values)
+    cdf = np.cumsum(weights[order])
+    return float(values[order][min(np.searchsorted(cdf, q * cdf[-1]), len(values) - 1)])
 
 
 def _scale(past: xr.DataArray) -> np.ndarray:

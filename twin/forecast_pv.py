@@ -177,6 +177,17 @@ class PVForecast(_Forecaster):
         return np.where(np.isnan(by_slot), overall[:, None, :], by_slot)
 
 
+def is_pv(p: np.ndarray, times: pd.DatetimeIndex) -> np.ndarray:
+    """Generators that produce (next to) nothing while clear-sky irradiance is 0: under 3 % of their energy at night.
+
+    The margin absorbs dawn and dusk, where a profile's time stamps and the clear-sky model's may differ by an hour
+    (SimBench's PV profiles start before pvlib's sunrise at 51° N, 10° E in UTC).
+    """
+    night = compute_clearsky_ghi(times).values <= 0
+    total = np.abs(p).sum(axis=0)
+    return (np.abs(p[night]).sum(axis=0) <= 0.03 * total) & (total > 0)
+
+
 def _slot(times: pd.DatetimeIndex, step: pd.Timedelta) -> np.ndarray:
     """Time-of-day slot of each time stamp (0 at midnight)."""
     return np.asarray((times - times.normalize()) // step, dtype=np.int64)

@@ -5,9 +5,11 @@ A forecast is a set of members along a leading dim, ``quantile`` (e.g. 0.1/0.5/0
 are solved in **one** ``solvers.run_pf_timeseries`` call on one compiled model, then per branch and step:
 
 - ``expected_loading_pct``: the P50 member (quantiles) or the mean over samples;
-- ``p_exceed``: probability that loading exceeds ``limit_pct`` — the share of samples above it, or, for quantile
-  members, ``1 − F(limit)`` with ``F`` piecewise linear through (loading at q, q) and 0 / 1 outside the lowest /
-  highest member (conservative below P10: a limit under the P10 loading counts as certain);
+- ``p_exceed``: probability that loading exceeds ``limit_pct`` — the share of samples above it; for quantile
+  forecasts with static generators, the weighted share of the load × generation members of :func:`cross_members`;
+  for quantile members of loads only, ``1 − F(limit)`` with ``F`` piecewise linear through (loading at q, q) and
+  0 / 1 outside the lowest / highest member (conservative below P10: a limit under the P10 loading counts as
+  certain);
 - ``first_exceed``: the first step with ``p_exceed ≥ p_alarm``, and its lead time from the issue time.
 
 :func:`drivers` ranks the loads behind an overload by batched finite differences: the worst step is repeated once
@@ -77,6 +79,10 @@ def predict_overloads(
     if unknown:
         raise ValueError(f"unknown forecast inputs {sorted(unknown)}; use {INPUTS}")
     member = _member_dim(next(iter(forecasts.values())))
+    weights = None
+    if member == "quantile" and "sgen_p_mw" in forecasts:
+        forecasts, weights = cross_members(forecasts)
+        member = "sample"
     stacked, members, times = _stack(forecasts, member)
     model = solvers.compile_grid(grid)
     res = solvers.run_pf_timeseries(model, **stacked)
@@ -87,6 +93,9 @@ def predict_overloads(
         order = np.argsort(q)
         expected = loading[int(np.argmin(np.abs(q - 0.5)))]
         p_exceed = _exceed_from_quantiles(loading[order], q[order], limit_pct)
+    elif weights is not None:  # load quantile × generation quantile members
+        expected = loading[int(np.argmax(weights))]
+        p_exceed = np.tensordot(weights, loading > limit_pct, axes=1)
     else:
         expected = np.nanmean(loading, axis=0)
         p_exceed = (loading > limit_pct).mean(axis=0)
@@ -96,12 +105,51 @@ def predict_overloads(
             "expected_loading_pct": (("time", "branch"), expected),
             "p_exceed": (("time", "branch"), p_exceed),
             "loading_pct": ((member, "time", "branch"), loading),
+            "member_weight": ((member,), _member_weights(members, member, weights)),
         },
         coords={member: members, **coords},
         attrs={"limit_pct": limit_pct, "p_alarm": p_alarm},
     )
     issued = times[0] if issued is None else pd.Timestamp(issued)
     return OverloadPrediction(risk, _ranking(risk, issued, p_alarm), res)
+
+
+def _member_weights(members: pd.Index, member: str, weights: np.ndarray | None) -> np.ndarray:
+    if weights is not None:
+        return weights
+    if member == "quantile":
+        return quantile_weights(members.to_numpy(dtype=float))
+    return np.full(len(members), 1.0 / len(members))
+
+
+def quantile_weights(q: np.ndarray) -> np.ndarray:
+    """Probability mass of each quantile level: bins split halfway between levels (0.1/0.5/0.9 → 0.3/0.4/0.3)."""
+    q = np.asarray(q, dtype=float)
+    edges = np.concatenate([[0.0], (q[1:] + q[:-1]) / 2, [1.0]])
+    return np.diff(edges)
+
+
+def cross_members(forecasts: dict[str, xr.DataArray]) -> tuple[dict[str, xr.DataArray], np.ndarray]:
+    """Quantile forecasts → members ``sample`` = load quantile × generation quantile, with their probabilities.
+
+    Loads (P and Q) and storage take one quantile level, static generators another, independently: a PV-driven
+    reverse-flow overload needs high generation with low load, a load-driven one the opposite, and pairing equal
+    levels (all P90 together) would miss one of them. Weights: :func:`quantile_weights` per family, multiplied.
+    The member with the largest weight is the median of both.
+    """
+    q = forecasts["sgen_p_mw"]["quantile"].values
+    w = quantile_weights(q)
+    out: dict[str, list[xr.DataArray]] = {name: [] for name in forecasts}
+    weights, labels = [], []
+    for i, ql in enumerate(q):
+        for j, qg in enumerate(q):
+            for name, da in forecasts.items():
+                level = qg if name == "sgen_p_mw" else ql
+                out[name].append(da.sel(quantile=level, drop=True))
+            weights.append(w[i] * w[j])
+            labels.append(f"load {ql:g} / gen {qg:g}")
+    members = {name: xr.concat(parts, dim=pd.Index(labels, name="sample")) for name, parts in out.items()}
+    return members, np.array(weights)
 
 
 def _exceed_from_quantiles(loading: np.ndarray, q: np.ndarray, limit: float) -> np.ndarray:

@@ -206,9 +206,9 @@ def test_conformal_calibration_shifts_outer_quantiles(profiles: xr.DataArray) ->
     assert ((b.sel(quantile=0.9) - b.sel(quantile=0.1)) >= (a.sel(quantile=0.9) - a.sel(quantile=0.1)) - 1e-12).all()
     # Calibration: a share ~q of the held-out actuals lies below the shifted quantile (in-sample check by refit).
     check = QuantileGBT(max_iter=30, calib_days=7)
-    x, y, t = check._rows(train.transpose("time", "load"), None)
+    x, y, t, w = check._rows(train.transpose("time", "load"), None, np.ones(train.sizes["load"]))
     held = t >= np.datetime64("2016-01-15")
-    models = check._fit_models(x[~held], y[~held])
+    models = check._fit_models(x[~held], y[~held], w[~held])
     for q, off, m in zip(check.quantiles, calib.offsets_, models, strict=True):
         if q != 0.5:
             assert np.mean(y[held] <= m.predict(x[held]) + off) == pytest.approx(q, abs=0.02)

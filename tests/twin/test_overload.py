@@ -38,7 +38,11 @@ def test_quantile_members_give_expected_loading_and_first_exceedance(case: tuple
     direct = solvers.run_pf_timeseries(
         grid, prof.load_p_mw, prof.load_q_mvar, prof.sgen_p_mw, storage_p_mw=prof.storage_p_mw
     )
-    np.testing.assert_allclose(pred.risk["expected_loading_pct"], direct["loading_pct"], atol=1e-8)
+    # The median member is solved inside a batch of 9 (load × generation quantiles) with other warm starts than the
+    # direct run: both meet the solver's 1e-8 MVA mismatch, i.e. ~1e-5 % points of loading on this 0.16 MVA trafo.
+    np.testing.assert_allclose(pred.risk["expected_loading_pct"], direct["loading_pct"], atol=1e-4)
+    assert pred.risk.sizes["sample"] == 9
+    np.testing.assert_allclose(pred.risk["member_weight"].sum(), 1.0)
     trafo = direct["loading_pct"].sel(branch="trafo/0").to_series()
     assert (trafo > 100).any()  # the case really overloads
     # p_exceed >= 0.5 exactly where the P50 member (the actual profile) is above the limit

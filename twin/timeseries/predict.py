@@ -1,7 +1,8 @@
 """Overload prediction over a store (``gridtwin predict``): history → forecasts → batched power flow → risk.
 
 Reads the store's ``loads`` group (and ``sgens``/``storage`` when present), fits a :class:`twin.forecast.QuantileGBT`
-across all loads on the last ``train_days`` (static generators and storage: day-naive), forecasts ``horizon`` from
+across all loads on the last ``train_days`` (PV generators: clear-sky index over the last 7 days, other generators
+and storage: day-naive with error bands), forecasts ``horizon`` from
 ``issued`` (default: just after the last stored slot), runs :func:`twin.overload.predict_overloads` on the quantile
 members, finds the loads driving the first predicted overload (:func:`twin.overload.drivers`), and writes the
 ``forecasts`` and ``overload`` groups. Each stage is timed.
@@ -18,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from twin.forecast import QuantileGBT, SeasonalNaive
+from twin.forecast_pv import PVForecast, is_pv
 from twin.overload import OverloadPrediction, drivers, predict_overloads
 from twin.timeseries.store import Store, StoreError
 
@@ -41,6 +43,19 @@ def _history(store: Store, group: str, var: str, dim: str, issued: pd.Timestamp,
         time=(da["time"] < np.datetime64(issued)) & (da["time"] >= np.datetime64(issued - pd.Timedelta(days=days)))
     )
     return da.load().rename({dim: "load"}) if dim != "load" else da.load()
+
+
+def _generator_forecast(hist: xr.DataArray, model: QuantileGBT, issued: pd.Timestamp, horizon: str) -> xr.DataArray:
+    """PV (no output at night): clear-sky-index quantiles; other generators: day-naive with error bands."""
+    pv = is_pv(hist.values, pd.DatetimeIndex(hist["time"].values))
+    parts = []
+    if pv.any():
+        sel = hist.isel(load=np.flatnonzero(pv)).rename({"load": "sgen"})
+        parts.append(PVForecast(model.quantiles).predict(sel, issued, horizon))
+    if (~pv).any():
+        naive = SeasonalNaive("1D", model.quantiles).predict(hist.isel(load=np.flatnonzero(~pv)), issued, horizon)
+        parts.append(naive.rename({"load": "sgen"}))
+    return xr.concat(parts, dim="sgen").reindex(sgen=hist["load"].values)
 
 
 def predict_store(
@@ -82,11 +97,15 @@ def predict_store(
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = (q_hist.sum("time") / p_hist.sum("time")).fillna(0.0)
     forecasts = {"load_p_mw": p_fc, "load_q_mvar": p_fc * ratio}
-    for group, name, dim in (("sgens", "sgen_p_mw", "sgen"), ("storage", "storage_p_mw", "storage")):
-        if group in store.groups():
-            hist = _history(store, group, "p_mw", dim, issued, 7)
-            fc = SeasonalNaive("1D", quantiles=model.quantiles).predict(hist, issued, horizon)
-            forecasts[name] = fc.rename({"load": dim})
+    if "sgens" in store.groups():
+        forecasts["sgen_p_mw"] = _generator_forecast(
+            _history(store, "sgens", "p_mw", "sgen", issued, 21), model, issued, horizon
+        )
+    if "storage" in store.groups():
+        hist = _history(store, "storage", "p_mw", "storage", issued, 21)
+        forecasts["storage_p_mw"] = (
+            SeasonalNaive("1D", model.quantiles).predict(hist, issued, horizon).rename({"load": "storage"})
+        )
     seconds["forecast"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     prediction = predict_overloads(grid, forecasts, issued=issued)
