@@ -634,6 +634,36 @@ def run_predict() -> list[Row]:
     return rows
 
 
+def run_shed(quick: bool = False) -> list[Row]:
+    """Shedding LP build and solve per path (Pyomo kernel, Pyomo environ + appsi, linopy); the MV plan end to end."""
+    from benchmarks.shed import run_shed_bench
+
+    rows = []
+    for r in run_shed_bench(synthetic=not quick, appsi=not quick):
+        path = r["path"]
+        if path == "build_ratio_pyomo_linopy":
+            rows.append(Row(suite="shed", case=r["case"], tool="pyomo/linopy", setting="build ratio", key=r["case"]))
+            rows[-1].note = f"Pyomo build / linopy build = {r['ratio']:.2f}× (target ≤ 2×)"
+            continue
+        time_s = r.get("total_s", r.get("build_s", 0.0) + r.get("solve_s", 0.0))
+        row = Row(
+            suite="shed",
+            case=r["case"],
+            tool="linopy" if path == "linopy" else "gridtwin",
+            setting=path,
+            key=f"{r['case']}|{path}",
+            time_s=time_s,
+            is_reference=path != "linopy",
+            extra={k: v for k, v in r.items() if isinstance(v, int | float)},
+        )
+        if path == "end_to_end":
+            row.note = f"total {time_s:.2f} s (target < 5 s), {r.get('iterations')} AC rounds"
+        else:
+            row.note = f"build {r['build_s']:.2f} s, solve {r['solve_s']:.2f} s, {r['pairs']} pairs, {r['nnz']} nnz"
+        rows.append(row)
+    return rows
+
+
 def _config(args: argparse.Namespace) -> SuiteConfig:
     if args.smoke:
         cfg = SuiteConfig(
@@ -659,8 +689,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "suite",
-        choices=["pf", "cim", "ingest", "predict"],
-        help="suite: 'pf' (AC power flow), 'cim' (CGMES import), 'ingest' (meter readings), 'predict' (overloads)",
+        choices=["pf", "cim", "ingest", "predict", "shed"],
+        help="suite: 'pf' (AC power flow), 'cim' (CGMES import), 'ingest' (meter readings), 'predict' (overloads), "
+        "'shed' (shedding LP build/solve vs linopy; --quick: MV case only)",
     )
     p.add_argument("--rows", type=int, default=10_000_000, help="ingest: readings to ingest (default 10 million)")
     p.add_argument("--quick", action="store_true", help="fewer repeats and steps (smoke check of the suite)")
@@ -683,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = _config(args)
     parts = args.only or [s for s in SUITES if s != "year" or args.full_year]
-    if args.suite in ("cim", "ingest", "predict"):
+    if args.suite in ("cim", "ingest", "predict", "shed"):
         parts = []
     t0 = time.perf_counter()
     rows: list[Row] = []
@@ -691,6 +722,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += run_cim_import(args.repeats or 3)
     if args.suite == "predict":
         rows += run_predict()
+    if args.suite == "shed":
+        rows += run_shed(args.quick)
     if args.suite == "ingest":
         rows += run_ingest(1_000_000 if args.quick else args.rows, full=args.full_year)
     if "single" in parts:
