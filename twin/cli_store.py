@@ -81,6 +81,12 @@ def add_store_parsers(sub: argparse._SubParsersAction, fill: Any) -> None:
     pred.add_argument("--horizon", default="48h", help="forecast horizon (default 48h)")
     pred.add_argument("--train-days", type=float, default=28, help="days of history to fit on (default 28)")
     pred.add_argument("--model", type=Path, help="a fitted model file (twin.forecast.QuantileGBT.save)")
+    pred.add_argument(
+        "--weather",
+        type=Path,
+        help="CSV with columns time (UTC) and temperature_degc and/or ghi_w_m2, measured then forecast, covering the "
+        "training days and the horizon",
+    )
     pred.add_argument("--json", action="store_true", help="print the ranking as JSON")
     pred.set_defaults(handler=_run_predict)
     alarms = sub.add_parser(
@@ -102,18 +108,29 @@ def add_store_parsers(sub: argparse._SubParsersAction, fill: Any) -> None:
     alarms.set_defaults(handler=_run_alarms)
     demo = sub.add_parser(
         "demo",
-        help="build a demo store from synthetic meter data on a SimBench grid (no download) and run the whole path",
+        help="the whole path on embedded data: meters → store → virtual sensors, then forecast → plan → dispatch → "
+        "AC confirmation with an HTML report (no download)",
         description=fill(
-            "Synthesise household meters below a SimBench grid's loads (registers with resets, gaps, broken meters, "
-            "an unmetered load), write them as a head-end CSV export and the transformer metering as InfluxDB line "
-            "protocol, then ingest both into STORE, clean, aggregate per load, run time-series power flow over the "
-            "store and print the virtual-sensor comparison."
+            "Part 1 (scale): synthesise household meters below a SimBench grid's loads (registers with resets, gaps, "
+            "broken meters, an unmetered load), write them as a head-end CSV export and the transformer metering as "
+            "InfluxDB line protocol, then ingest both into STORE, clean, aggregate per load, run time-series power "
+            "flow over the store and print the virtual-sensor comparison. Part 2 (the control loop, in "
+            "STORE-loop.zarr): build the twin of --loop-grid with its comm layer, synthesise and ingest up to a year "
+            "of meter data and PV telemetry before --issue-day, predict that day's overloads, compute and verify a "
+            "shedding plan (Pyomo + HiGHS, AC re-check), dispatch it over MQTT to simulated gateways (a private "
+            "Mosquitto; in process with a note when none is installed), confirm with AC power flow on the actual "
+            "day, and write an HTML report (STORE-loop.html)."
         ),
     )
     demo.add_argument("store", type=Path, metavar="STORE")
     demo.add_argument("--days", type=int, default=14, help="days of 15-minute data (default 14)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--overwrite", action="store_true", help="replace STORE if it is a gridtwin store already")
+    demo.add_argument("--no-loop", action="store_true", help="meters part only (no forecast/plan/dispatch loop)")
+    demo.add_argument("--loop-only", action="store_true", help="the control loop only")
+    demo.add_argument("--loop-grid", default="1-LV-rural1--2-sw", help="SimBench grid of the loop (PV overloads)")
+    demo.add_argument("--issue-day", default="2016-06-01", help="day the loop forecasts, plans and confirms")
+    demo.add_argument("--broker", help="mqtt://HOST:PORT of a running broker (default: a private Mosquitto)")
     demo.set_defaults(handler=_run_demo)
 
 
@@ -358,9 +375,16 @@ def _run_predict(args: argparse.Namespace, out: Console, err: Console) -> int:
     from twin.timeseries.predict import predict_store
 
     model = QuantileGBT.load(args.model) if args.model else None
+    weather = _read_weather(args.weather) if args.weather else {}
     with err.status("forecasting and solving ..."):
         result = predict_store(
-            _open(args.store), twin.load(args.grid), horizon=args.horizon, train_days=args.train_days, model=model
+            _open(args.store),
+            twin.load(args.grid),
+            horizon=args.horizon,
+            train_days=args.train_days,
+            model=model,
+            temperature=weather.get("temperature_degc"),
+            irradiance=weather.get("ghi_w_m2"),
         )
     ranking = result.prediction.ranking
     if args.json:
@@ -385,6 +409,28 @@ def _run_predict(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print(result.drivers.to_string(), markup=False, highlight=False)
     out.print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
     return 0
+
+
+def _read_weather(path: Path) -> dict[str, Any]:
+    """``time`` + ``temperature_degc`` / ``ghi_w_m2`` columns → (time,) DataArrays, with errors naming the file."""
+    import pandas as pd
+    import xarray as xr
+
+    df = pd.read_csv(path)
+    if "time" not in df.columns or not {"temperature_degc", "ghi_w_m2"} & set(df.columns):
+        raise ValueError(
+            f"{path}: needs a 'time' column and 'temperature_degc' and/or 'ghi_w_m2'; has {list(df.columns)}"
+        )
+    time_ = pd.to_datetime(df["time"], utc=True).dt.tz_localize(None)
+    out = {}
+    for col in ("temperature_degc", "ghi_w_m2"):
+        if col in df.columns:
+            values = pd.to_numeric(df[col], errors="coerce")
+            if values.isna().any():
+                line = int(values.isna().to_numpy().argmax()) + 2
+                raise ValueError(f"{path}:{line}: {col} is not a number; fix or drop that row")
+            out[col] = xr.DataArray(values.to_numpy(), dims="time", coords={"time": time_.to_numpy()})
+    return out
 
 
 def _run_alarms(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -508,7 +554,27 @@ def _run_demo(args: argparse.Namespace, out: Console, err: Console) -> int:
     from twin.timeseries.demo_run import run_demo
 
     t0 = time.perf_counter()
-    result = run_demo(args.store, days=args.days, seed=args.seed, console=err, overwrite=args.overwrite)
-    out.print(result["text"], markup=False, highlight=False)
-    out.print(f"demo store {args.store} built in {time.perf_counter() - t0:.1f} s")
+    if not args.loop_only:
+        result = run_demo(args.store, days=args.days, seed=args.seed, console=err, overwrite=args.overwrite)
+        out.print(result["text"], markup=False, highlight=False)
+        out.print(f"demo store {args.store} built in {time.perf_counter() - t0:.1f} s")
+    if args.no_loop:
+        return 0
+    from twin.loop import run_loop
+
+    t1 = time.perf_counter()
+    loop_path = args.store.with_name(args.store.stem + "-loop.zarr")
+    out.print(f"\nthe control loop on {args.loop_grid} (overloads by PV), issue day {args.issue_day}:")
+    loop = run_loop(
+        loop_path,
+        code=args.loop_grid,
+        issue_day=args.issue_day,
+        seed=args.seed,
+        broker=args.broker,
+        report=args.store.with_name(args.store.stem + "-loop.html"),
+        console=err,
+        overwrite=args.overwrite,
+    )
+    out.print(loop.summary(), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"loop store {loop_path} and report {loop.report} built in {time.perf_counter() - t1:.1f} s")
     return 0

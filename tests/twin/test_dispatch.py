@@ -481,7 +481,7 @@ def test_credentials_from_the_url() -> None:
                 dispatch_plan(commands, bad, plan_id="plan-auth")
 
 
-def test_storage_commands_lower_charging_only() -> None:
+def test_storage_commands_move_operation_towards_zero() -> None:
     profiles = _profiles().assign(storage_p_mw=(("time", "storage"), np.tile([0.1, -0.1], (6, 1))))
     profiles = profiles.assign_coords(storage=["storage/0", "storage/1"])
     applied = pd.DataFrame({
@@ -489,8 +489,11 @@ def test_storage_commands_lower_charging_only() -> None:
         "kw": [50.0, 50.0], "start": T0, "end": T0 + pd.Timedelta("30min"),
     })  # fmt: skip
     out = apply_to_profiles(applied, profiles)["storage_p_mw"].to_numpy()
-    np.testing.assert_allclose(out[:, 0], [0.05, 0.05, 0.1, 0.1, 0.1, 0.1], rtol=0, atol=1e-15)
-    np.testing.assert_array_equal(out[:, 1], -0.1)  # discharging already: left as it is
+    np.testing.assert_allclose(out[:, 0], [0.05, 0.05, 0.1, 0.1, 0.1, 0.1], rtol=0, atol=1e-15)  # less charging
+    less_discharging = [-0.05, -0.05, -0.1, -0.1, -0.1, -0.1]
+    np.testing.assert_allclose(out[:, 1], less_discharging, rtol=0, atol=1e-15)
+    big = applied.assign(kw=[500.0, 500.0])
+    np.testing.assert_array_equal(apply_to_profiles(big, profiles)["storage_p_mw"].to_numpy()[:2], 0.0)  # not past 0
 
 
 def test_a_failing_message_handler_does_not_stop_the_client(
@@ -525,7 +528,8 @@ def test_device_ids_with_slashes_and_wildcards_are_one_topic_level() -> None:
     for device in ("gw/trafo/0", "a+b", "x#y", "50%/x"):
         topic = command_topic(device)
         assert topic.count("/") == 3
-        assert "+" not in topic.split("/")[2] and "#" not in topic
+        assert "+" not in topic.split("/")[2]
+        assert "#" not in topic
         assert gateway_of_topic(topic) == device
         assert gateway_of_topic(ack_topic(device)) == device
     assert command_topic("+") == "gridtwin/gateway/+/command"  # the subscription wildcard stays a wildcard

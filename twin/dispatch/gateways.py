@@ -217,8 +217,9 @@ def apply_to_profiles(applied: pd.DataFrame, profiles: xr.Dataset) -> xr.Dataset
     """Lower the profiles by applied curtailments: ``kw / 1000`` MW over ``[start, end)``, never below 0.
 
     Loads lower ``load_p_mw`` and scale ``load_q_mvar`` with it (constant power factor); sgens lower
-    ``sgen_p_mw``; storage lowers ``storage_p_mw`` (charging power). Commands on one element add up. A value that is
-    already ≤ 0 stays as it is.
+    ``sgen_p_mw``; storage moves ``storage_p_mw`` towards zero (less charging, or less discharging: the shedding
+    model's meaning of a storage command). Commands on one element add up. A load or sgen value that is already
+    ≤ 0 stays as it is.
 
     Parameters
     ----------
@@ -255,7 +256,10 @@ def apply_to_profiles(applied: pd.DataFrame, profiles: xr.Dataset) -> xr.Dataset
         da = profiles[var].transpose("time", str(kind))
         delta = _window_deltas(rows, times, da.indexes[str(kind)], str(kind))
         p = da.to_numpy()
-        lowered = p - np.minimum(delta, np.maximum(p, 0.0))
+        if kind == "storage":  # operation reduced towards zero: less charging (p > 0) or less discharging (p < 0)
+            lowered = np.sign(p) * np.maximum(np.abs(p) - delta, 0.0)
+        else:
+            lowered = p - np.minimum(delta, np.maximum(p, 0.0))
         out[var] = da.copy(data=lowered).transpose(*profiles[var].dims)
         if kind == "load" and "load_q_mvar" in profiles:
             q = profiles["load_q_mvar"].transpose("time", "load")

@@ -45,13 +45,15 @@ def _history(store: Store, group: str, var: str, dim: str, issued: pd.Timestamp,
     return da.load().rename({dim: "load"}) if dim != "load" else da.load()
 
 
-def _generator_forecast(hist: xr.DataArray, model: QuantileGBT, issued: pd.Timestamp, horizon: str) -> xr.DataArray:
+def _generator_forecast(
+    irradiance: xr.DataArray | None, hist: xr.DataArray, model: QuantileGBT, issued: pd.Timestamp, horizon: str
+) -> xr.DataArray:
     """PV (no output at night): clear-sky-index quantiles; other generators: day-naive with error bands."""
     pv = is_pv(hist.values, pd.DatetimeIndex(hist["time"].values))
     parts = []
     if pv.any():
         sel = hist.isel(load=np.flatnonzero(pv)).rename({"load": "sgen"})
-        parts.append(PVForecast(model.quantiles).predict(sel, issued, horizon))
+        parts.append(PVForecast(model.quantiles).predict(sel, issued, horizon, irradiance=irradiance))
     if (~pv).any():
         naive = SeasonalNaive("1D", model.quantiles).predict(hist.isel(load=np.flatnonzero(~pv)), issued, horizon)
         parts.append(naive.rename({"load": "sgen"}))
@@ -67,12 +69,16 @@ def predict_store(
     train_days: float = 28,
     max_iter: int = 100,
     model: QuantileGBT | None = None,
+    temperature: xr.DataArray | None = None,
+    irradiance: xr.DataArray | None = None,
     write: bool = True,
 ) -> StorePrediction:
     """Forecast the store's loads and predict overloads over ``horizon`` (see the module docstring).
 
     ``model``: an already fitted :class:`~twin.forecast.QuantileGBT` (e.g. ``QuantileGBT.load(path)``); fitted here
-    on the last ``train_days`` when omitted.
+    on the last ``train_days`` when omitted. ``temperature`` (°C) and ``irradiance`` (GHI, W/m²): ``(time,)``
+    series covering the history and the horizon (measured, then forecast), used by the load model (heat pumps,
+    air conditioning) and the PV model (instead of clear-sky irradiance).
     """
     if "loads" not in store.groups():
         raise StoreError(f"{store.path} has no 'loads' group: build it from meters (gridtwin clean + derive) first")
@@ -90,16 +96,16 @@ def predict_store(
         # scikit-learn's OpenMP threads beside numba's oversubscribe small machines (217 s instead of seconds
         # measured on 2 loaded cores); one thread per fit is the safe default
         with threadpool_limits(limits=1, user_api="openmp"):
-            model = QuantileGBT(max_iter=max_iter).fit(p_hist)
+            model = QuantileGBT(max_iter=max_iter).fit(p_hist, temperature=temperature)
     seconds["fit"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    p_fc = model.predict(p_hist, issued, horizon)
+    p_fc = model.predict(p_hist, issued, horizon, temperature=temperature)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = (q_hist.sum("time") / p_hist.sum("time")).fillna(0.0)
     forecasts = {"load_p_mw": p_fc, "load_q_mvar": p_fc * ratio}
     if "sgens" in store.groups():
         forecasts["sgen_p_mw"] = _generator_forecast(
-            _history(store, "sgens", "p_mw", "sgen", issued, 21), model, issued, horizon
+            irradiance, _history(store, "sgens", "p_mw", "sgen", issued, 21), model, issued, horizon
         )
     if "storage" in store.groups():
         hist = _history(store, "storage", "p_mw", "storage", issued, 21)
