@@ -105,6 +105,9 @@ class _Family:
         self.naive = {"naive_1D": SeasonalNaive("1D", QUANTILES), "naive_7D": SeasonalNaive("7D", QUANTILES)}
         n = len(test)
         self.out = {m: np.full((len(QUANTILES), n, data.sizes[self.dim]), np.nan, np.float32) for m in MODELS}
+        self.actual = self.data.sel(time=test).values  # for the online recalibration (past test days only)
+        self.raw = np.full_like(self.out["model"], np.nan)  # the learned model's forecasts before recalibration
+        self.recalibrate_days = 0
 
     def step(self, issue: pd.Timestamp, rows: slice, train_days: int, refit: bool, **kwargs: Any) -> None:
         window = self.data.sel(time=slice(issue - train_days * DAY, issue - pd.Timedelta(1, "ns")))
@@ -128,6 +131,32 @@ class _Family:
             self.out[name][:, rows, :] = pred.values[:, :, inverse] * scale
         if self.learned is None:
             self.out["model"][:, rows, :] = self.out["naive_1D"][:, rows, :]
+        elif self.recalibrate_days:
+            self._recalibrate(rows)
+
+    def _recalibrate(self, rows: slice) -> None:
+        """Shift the outer quantiles by the quantile of the model's own errors over the last recalibrate_days.
+
+        Adaptive conformal calibration: for level ``q`` the offset is the ``q``-quantile of ``actual − forecast_q``
+        (in units of each series' mean) over test days already past, so a share ``q`` of recent actuals lay below
+        the shifted quantile. Only errors of forecasts issued before ``rows`` are used.
+        """
+        per_day = rows.stop - rows.start
+        lo = max(0, rows.start - self.recalibrate_days * per_day)
+        if rows.start - lo < per_day:  # no past test day yet
+            self.raw[:, rows] = self.out["model"][:, rows]
+            return
+        act = self.actual[lo : rows.start]
+        scale = np.abs(act).mean(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        fc = self.out["model"]
+        self.raw[:, rows] = fc[:, rows]
+        for i, q in enumerate(QUANTILES):
+            if q == 0.5:
+                continue
+            err = (act - self.raw[i, lo : rows.start]) / scale
+            fc[i, rows] = self.raw[i, rows] + np.float32(np.nanquantile(err, q)) * scale.astype(np.float32)
+        fc[:, rows] = np.sort(fc[:, rows], axis=0)
 
 
 def _pv_family(data: xr.DataArray, test: pd.DatetimeIndex) -> tuple[_Family, _Family | None]:
@@ -149,6 +178,7 @@ def run_forecasts(
     refit_days: int = 7,
     temperature_error_k: float = 1.5,
     irradiance: xr.DataArray | float | None = None,
+    recalibrate_days: int = 14,
     seed: int = 0,
     progress: bool = False,
 ) -> Backtest:
@@ -172,6 +202,9 @@ def run_forecasts(
     irradiance : DataArray ``(time,)`` or float, optional
         Day-ahead irradiance forecasts (W/m², archived forecasts covering history and test days) for the PV model;
         a float ``e`` builds :func:`synthetic_irradiance_forecast` with error ``e``; None: clear-sky only.
+    recalibrate_days : int
+        Shift the learned models' P10/P90 by the quantiles of their own errors over this many past test days
+        (adaptive conformal calibration; 0 turns it off and keeps the fit-time calibration only).
     """
     t0 = time.perf_counter()
     times = pd.DatetimeIndex(profiles["time"].values)
@@ -199,6 +232,9 @@ def run_forecasts(
             pv.predict_kw["irradiance"] = irradiance
     if "storage_p_mw" in profiles:
         fams["storage_p_mw"] = [_Family("storage_p_mw", profiles["storage_p_mw"], test, None)]
+    for parts in fams.values():
+        for fam in parts:
+            fam.recalibrate_days = recalibrate_days
     seconds = {"prepare": time.perf_counter() - t0, "forecast": 0.0}
     t1 = time.perf_counter()
     per_day = int(DAY / step)

@@ -8,9 +8,9 @@ there), so changing data at or after the issue time never changes the forecast.
 
 :class:`QuantileGBT` fits one ``HistGradientBoostingRegressor(loss="quantile")`` per quantile across all loads at
 once, on series normalised by each load's mean over the history it is given. Features: quarter of day, hour,
-weekday, holiday flag, the load's value ``k`` days before the target for each lag ``k``, two shape features of
-each series over the history it is given (share of near-zero values and coefficient of variation, so that one
-model serves smooth aggregates and spiky EV chargers alike) and, optionally, a temperature series. For a target
+weekday, holiday flag, the load's value ``k`` days before the target for each lag ``k`` and, optionally, a
+temperature series. (Per-series shape features — share of near-zero values, coefficient of variation — were tried
+and dropped: nMAE 0.995 vs 0.782 on LV rural 1, 0.254 vs 0.207 on electrified MV urban, 14-21 test days.) For a target
 ``d`` whole days after the issue time (``d = 0`` for the first 24 h), a lag ``k <= d`` is not known yet; it is
 replaced by the most recent known day, ``d + 1`` days back. Models are trained on day-0 rows (the day-ahead
 case), so hours 24-48 of a 48 h forecast are an approximation.
@@ -30,7 +30,7 @@ import sklearn
 import xarray as xr
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 3  # 3: fits weighted by copies of a series
 """Version tag written by ``save``; ``load`` refuses files with another tag or another scikit-learn version."""
 
 DAY = pd.Timedelta("1D")
@@ -300,7 +300,6 @@ class QuantileGBT(_Forecaster):
         for k in self.lags:
             back = np.where(lead >= k, lead + 1, k)
             cols.append((past.reindex(time=times - pd.to_timedelta(back, unit="D")).values / scale)[:, :, None])
-        cols.append(np.broadcast_to(_shape_features(past, scale)[None], (n_t, n_l, 2)))
         if self.uses_temperature_:
             if temperature is None:
                 raise ForecastError("the model was fitted with temperature; pass temperature= covering the targets.")
@@ -429,17 +428,6 @@ def unique_columns(window: np.ndarray, decimals: int | None = None) -> tuple[np.
     scale_rep = scale[reps][inverse.ravel()]
     ratio = np.divide(scale, scale_rep, out=np.zeros_like(scale), where=scale_rep > 0)
     return reps, inverse.ravel(), ratio
-
-
-def _shape_features(past: xr.DataArray, scale: np.ndarray) -> np.ndarray:
-    """``(load, 2)``: share of values under 5 % of the mean, and the coefficient of variation, over ``past``."""
-    values = np.abs(past.values) / scale
-    known = np.isfinite(values)
-    n = np.maximum(known.sum(axis=0), 1)
-    low = np.where(known, values < 0.05, False).sum(axis=0) / n
-    mean = np.where(known, values, 0.0).sum(axis=0) / n
-    var = np.where(known, (values - mean) ** 2, 0.0).sum(axis=0) / n
-    return np.stack([low, np.sqrt(var)], axis=1)
 
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
