@@ -639,7 +639,7 @@ def run_shed(quick: bool = False) -> list[Row]:
     from benchmarks.shed import run_shed_bench
 
     rows = []
-    for r in run_shed_bench(synthetic=not quick, appsi=not quick):
+    for r in run_shed_bench(synthetic=not quick, appsi=not quick, repeat=3):
         path = r["path"]
         if path == "build_ratio_pyomo_linopy":
             rows.append(Row(suite="shed", case=r["case"], tool="pyomo/linopy", setting="build ratio", key=r["case"]))
