@@ -21,7 +21,7 @@ import pandas as pd
 import pvlib
 import xarray as xr
 
-from twin.forecast import ForecastError, _check_series, _cut, _Forecaster, _target_times
+from twin.forecast import ForecastError, _check_series, _cut, _Forecaster, _target_times, unique_columns
 
 ROSS_K_M2_PER_W = 0.03
 """Ross coefficient (K per W/m²): module temperature ≈ air temperature + k · irradiance."""
@@ -135,11 +135,16 @@ class PVForecast(_Forecaster):
         past = _cut(history, times[0], dim="sgen")
         past = past.sel(time=past["time"] >= np.datetime64(times[0] - pd.Timedelta(days=self.days)))
         past_times = pd.DatetimeIndex(past["time"].values)
+        # generators whose recent output is a positive multiple of another's share its index, scaled (exact)
+        reps, inverse, scale = unique_columns(past.values)
+        values = past.values[:, reps]
         ref_past = self._reference(past_times, irradiance, temperature)
-        lit = np.broadcast_to(ref_past[:, None] >= self.min_ghi_w_per_m2, past.shape)
-        ratio = np.divide(past.values, ref_past[:, None], out=np.full(past.shape, np.nan), where=lit)
-        index = self._index_quantiles(ratio, _slot(past_times, step), int(pd.Timedelta("1D") / step))
+        lit = np.broadcast_to(ref_past[:, None] >= self.min_ghi_w_per_m2, values.shape)
+        ratio = np.divide(values, ref_past[:, None], out=np.full(values.shape, np.nan), where=lit)
+        n_slots = int(pd.Timedelta("1D") / step)
+        index = self._index_quantiles(ratio, _slot(past_times, step), n_slots, past["sgen"].values[reps])
         pred = index[:, _slot(times, step), :] * self._reference(times, irradiance, temperature)[None, :, None]
+        pred = pred[:, :, inverse] * scale
         return self._wrap(np.sort(pred, axis=0), times, history, dim="sgen")
 
     def _reference(
@@ -155,7 +160,7 @@ class PVForecast(_Forecaster):
             ref = ref * (1.0 + self.temp_coeff_per_k * (t_module - 25.0))
         return ref
 
-    def _index_quantiles(self, ratio: np.ndarray, slot: np.ndarray, n_slots: int) -> np.ndarray:
+    def _index_quantiles(self, ratio: np.ndarray, slot: np.ndarray, n_slots: int, ids: np.ndarray) -> np.ndarray:
         """``(quantile, slot, sgen)`` quantiles of the clear-sky index, pooled over ±``slot_window`` slots."""
         shifts = np.arange(-self.slot_window, self.slot_window + 1)
         # Sample k of slot s: every past row whose slot is within the window of s.
@@ -165,9 +170,9 @@ class PVForecast(_Forecaster):
         overall = np.full((len(self.quantiles), ratio.shape[1]), np.nan)
         known = np.isfinite(ratio).any(axis=0)
         if not known.all():
-            bad = np.flatnonzero(~known)[0]
+            bad = str(ids[np.flatnonzero(~known)[0]])
             raise ForecastError(
-                f"sgen #{bad} has no value in daylight (reference >= {self.min_ghi_w_per_m2} W/m²) in the last "
+                f"sgen {bad!r} has no value in daylight (reference >= {self.min_ghi_w_per_m2} W/m²) in the last "
                 f"{self.days} days before the issue time; pass more history or raise days."
             )
         overall[:] = np.nanquantile(ratio, self.quantiles, axis=0)

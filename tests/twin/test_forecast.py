@@ -273,3 +273,7 @@ def test_pv_forecast_no_look_ahead_and_inputs(pv: xr.DataArray) -> None:
         model.predict(pv.rename(sgen="load"), issue)
     with pytest.raises(ForecastError, match="no value in daylight"):
         model.predict(pv * np.nan, issue)
+    dark = pv.copy()
+    dark[:, 3] = np.nan  # one generator without data: named by its id
+    with pytest.raises(ForecastError, match=f"sgen '{pv['sgen'].values[3]}' has no value in daylight"):
+        model.predict(dark, issue)
