@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import importlib.metadata
 import json
 import os
@@ -710,7 +711,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the suites named by ``argv``; print the table, write JSON; return the exit status."""
+    """Run the suites named by ``argv``; print the table, write JSON; return the exit status.
+
+    ``scenarios`` and ``contingency`` have their own options and tables (``benchmarks/scenarios.py``,
+    ``benchmarks/contingency.py``): their arguments are passed on.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("scenarios", "contingency"):
+        module = importlib.import_module(f"benchmarks.{argv[0]}")
+        return int(module.main(argv[1:]) or 0)
     args = _parser().parse_args(argv)
     cfg = _config(args)
     parts = args.only or [s for s in SUITES if s != "year" or args.full_year]

@@ -27,6 +27,7 @@ from rich.text import Text
 
 import twin
 from twin.cli_plan import add_plan_parsers
+from twin.cli_scenario import add_scenario_parsers
 from twin.cli_store import add_store_parsers, is_store, run_pf_ts_store
 from twin.io.load import builtin_case_names
 from twin.io.simbench import is_simbench_code
@@ -141,6 +142,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_import_cim_parser(sub)
     add_store_parsers(sub, _fill)
     add_plan_parsers(sub, _fill)
+    add_scenario_parsers(sub, _fill)
     bench = sub.add_parser(
         "bench",
         help="run the benchmark suite (arguments go to benchmarks/run.py; see 'gridtwin bench --help')",
