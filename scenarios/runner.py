@@ -323,23 +323,24 @@ def _check_items(items: Sequence[tuple[str, Any]]) -> list[str]:
 def start_local_cluster(n_workers: int | None = None) -> LocalCluster:
     """Start a ``distributed.LocalCluster`` the way :func:`run_set` does; close it (``with``) when done.
 
-    Worker processes (``n_workers``, default CPU cores) with 1 thread each and :data:`WORKER_ENV` set before they
-    start (Dask's ``distributed.nanny.pre-spawn-environ``), so numba, OpenMP and BLAS use one thread per worker.
+    Worker processes (``n_workers``, default CPU cores) with 1 thread each and :data:`WORKER_ENV` set in them before
+    they import numba (the nanny's ``env``), so numba, OpenMP and BLAS use one thread per worker.
     No dashboard. Pass ``cluster.scheduler_address`` as ``scheduler=`` to run several sets on one cluster.
     """
-    import dask
     from distributed import LocalCluster
 
     n = n_workers or os.cpu_count() or 1
-    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENV}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-        return LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",  # its HTTP server on a free port (8787 may be taken), without the dashboard
-            scheduler_kwargs={"dashboard": False},
-        )
+    # ``env`` is applied inside each worker process before it imports numba. Not pre-spawn-environ: the nannies live
+    # in this process and would write it into *this* os.environ (again at every worker restart), after which this
+    # process's numba refuses to run ("Cannot set NUMBA_NUM_THREADS to a different value").
+    return LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",  # its HTTP server on a free port (8787 may be taken), without the dashboard
+        scheduler_kwargs={"dashboard": False},
+        env=dict(WORKER_ENV),
+    )
 
 
 @contextlib.contextmanager

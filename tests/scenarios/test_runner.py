@@ -397,3 +397,30 @@ def test_unpicklable_fn_and_payload(tmp_path: Path, cluster_address: str) -> Non
     report = run_set(items, scenario_result, tmp_path / "b.zarr", scheduler=cluster_address, progress=False)
     assert report.failed == ("locked",)
     assert "cannot pickle '_thread.lock' object" in read_status(tmp_path / "b.zarr")["locked"]
+
+
+def test_starting_a_cluster_leaves_this_process_environment_alone() -> None:
+    import os
+
+    # NUMBA_NUM_THREADS changed in this process makes its numba refuse to run once its threads exist. (Dask's own
+    # default pre-spawn-environ still sets OMP/MKL/OPENBLAS_NUM_THREADS=1 here; harmless for numba.)
+    before = os.environ.get("NUMBA_NUM_THREADS")
+    with start_local_cluster(1):
+        assert os.environ.get("NUMBA_NUM_THREADS") == before
+
+
+def _numba_threads() -> tuple[int, str | None]:
+    import os
+
+    import numba
+
+    return numba.get_num_threads(), os.environ.get("NUMBA_NUM_THREADS")
+
+
+def test_workers_run_numba_on_one_thread(cluster_address: str) -> None:
+    from distributed import Client
+
+    with Client(cluster_address) as client:
+        seen = client.run(_numba_threads)
+    assert seen
+    assert set(seen.values()) == {(1, "1")}
