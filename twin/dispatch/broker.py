@@ -23,10 +23,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import paho.mqtt.client as mqtt
+
+from twin.servers import LocalServer
 
 __all__ = [
     "DEFAULT_PORT",
@@ -233,7 +234,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class MosquittoBroker:
+class MosquittoBroker(LocalServer):
     """A private ``mosquitto`` on a free loopback port, its config in a temporary directory.
 
     Use as a context manager; ``url`` is ``mqtt://127.0.0.1:<port>``. Anonymous clients are allowed (the listener is
@@ -267,23 +268,7 @@ class MosquittoBroker:
         self.url = ""
         self.port = 0
         self.log_path: Path | None = None
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def __enter__(self) -> MosquittoBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def is_running(self) -> bool:
-        """Whether the broker process is alive."""
-        return self._proc is not None and self._proc.poll() is None
+        super().__init__()
 
     def start(self) -> None:
         """Start ``mosquitto`` and wait until its listener accepts TCP connections (retrying on a port taken)."""
@@ -336,24 +321,3 @@ class MosquittoBroker:
             except OSError:
                 time.sleep(0.02)
         return False
-
-    def _halt(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def stop(self) -> None:
-        """Stop ``mosquitto`` (terminate, then kill after 10 s) and delete its directory."""
-        self._halt()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None

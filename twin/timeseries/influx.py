@@ -21,14 +21,13 @@ import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
-from typing import IO
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from twin.servers import LocalServer
 from twin.timeseries.ingest import RAW_CHARS, ReadBatch
 
 MIN_TIME_NS = -9_223_372_036_854_775_806  # InfluxQL's smallest and largest valid times
@@ -76,7 +75,7 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-class InfluxServer:
+class InfluxServer(LocalServer):
     """A private ``influxd`` (1.x) on a free loopback port, its data in a temporary directory.
 
     Use as a context manager; ``url`` is ``http://127.0.0.1:<port>``. The HTTP API, the backup RPC and the (disabled)
@@ -95,18 +94,7 @@ class InfluxServer:
         self.startup_timeout_s = startup_timeout_s
         self.url = ""
         self.config_path: Path | None = None
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def __enter__(self) -> InfluxServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        super().__init__()
 
     def start(self) -> None:
         """Start ``influxd`` and wait until ``/ping`` answers (retrying on a port taken in between)."""
@@ -146,27 +134,6 @@ class InfluxServer:
                 return True
             time.sleep(0.05)
         return False
-
-    def _halt(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def stop(self) -> None:
-        """Stop ``influxd`` (terminate, then kill after 10 s) and delete its directory."""
-        self._halt()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
 
 
 # ------------------------------------------------------------------------------------------------------------ HTTP
