@@ -151,5 +151,29 @@ def run_scenario(scenario: Scenario, base: Base, *, shed: bool = False) -> xr.Da
     grid, profiles = load_base(base)
     new_grid, new_profiles = apply(scenario, grid, profiles)
     out = evaluate(new_grid, new_profiles, shed=shed)
+    if scenario.n_minus_1:
+        out = out.merge(n_minus_1_statistics(new_grid, new_profiles))
     out.attrs["scenario"] = scenario.name
     return out
+
+
+def n_minus_1_statistics(grid: Grid, profiles: xr.Dataset, limit_pct: float = 100.0) -> xr.Dataset:
+    """N-1 over the scenario's period (:func:`scenarios.contingency.n_minus_1`) summarised per branch.
+
+    ``n1_max_loading_pct`` (branch): the highest post-contingency loading over all outages and steps;
+    ``n1_outages_overloading`` (branch): how many outages overload the branch at some step; ``n1_islanding_outages``:
+    outages that cut off load or generation (not solved, counted); ``n1_unsolved_share``: share of (outage, step)
+    pairs that did not converge.
+    """
+    from scenarios.contingency import n_minus_1
+
+    inputs = [v for v in ("load_p_mw", "load_q_mvar", "sgen_p_mw", "storage_p_mw") if v in profiles]
+    n1 = n_minus_1(grid, profiles[inputs], limit_pct=limit_pct)
+    return xr.Dataset(
+        {
+            "n1_max_loading_pct": n1["peak_loading_pct"].max("outage", skipna=True),
+            "n1_outages_overloading": (n1["overloaded_steps"] > 0).sum("outage"),
+            "n1_islanding_outages": n1.sizes.get("islanding", 0),
+            "n1_unsolved_share": 1.0 - float(n1["converged"].mean()),
+        }
+    )
