@@ -710,6 +710,50 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+ALL_SUITES = ("pf", "cim", "ingest", "predict", "shed", "scenarios", "contingency")
+
+
+def run_all(argv: list[str]) -> int:
+    """``all``: every suite in turn, one JSON (each suite's report under ``reports``) and one Markdown file.
+
+    Row-based suites go into one table; ``scenarios`` and ``contingency`` (their own formats) are embedded as their
+    JSON / figures. ``--quick`` passes on to the suites that have it; ``--suites a,b`` runs a subset.
+    """
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run all", description=run_all.__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="quick variants where a suite has one")
+    p.add_argument("--suites", default=",".join(ALL_SUITES), help=f"comma-separated subset of {ALL_SUITES}")
+    p.add_argument("--out", type=Path, default=None, help="JSON file (default bench-all-<UTC time>.json); .md beside")
+    p.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # pf on case14 only: for tests
+    args = p.parse_args(argv)
+    suites = [x for x in args.suites.split(",") if x]
+    unknown = sorted(set(suites) - set(ALL_SUITES))
+    if unknown:
+        p.error(f"unknown suites {unknown}; choose from {ALL_SUITES}")
+    out = args.out or Path(f"bench-all-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json")
+    reports: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    for suite in suites:
+        part = out.with_name(f"{out.stem}-{suite}.json")
+        if suite == "scenarios":
+            main(["scenarios", "--out", str(part), *(["--n", "16", "--days", "7"] if args.quick else [])])
+        elif suite == "contingency":
+            from benchmarks.contingency import run_contingency_bench
+
+            part.write_text(json.dumps(run_contingency_bench(n_steps=24 if args.quick else 96), default=float))
+        else:
+            flags = [*(["--quick"] if args.quick and suite in ("pf", "ingest", "shed") else [])]
+            flags += ["--smoke"] if args.smoke and suite == "pf" else []
+            main([suite, *flags, "--out", str(part)])
+        reports[suite] = json.loads(part.read_text())
+        rows += reports[suite].get("results", []) if isinstance(reports[suite], dict) else []
+    report = {"suite": "all", "machine": machine_info(), "reports": reports, "results": rows}
+    out.write_text(json.dumps(report, indent=2, default=float))
+    md = to_markdown(report)
+    out.with_suffix(".md").write_text(md + "\n")
+    print(f"\nall suites: {', '.join(suites)}\n\n{md}\n\nJSON written to {out}, Markdown to {out.with_suffix('.md')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the suites named by ``argv``; print the table, write JSON; return the exit status.
 
@@ -717,6 +761,8 @@ def main(argv: list[str] | None = None) -> int:
     ``benchmarks/contingency.py``): their arguments are passed on.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "all":
+        return run_all(argv[1:])
     if argv and argv[0] in ("scenarios", "contingency"):
         module = importlib.import_module(f"benchmarks.{argv[0]}")
         return int(module.main(argv[1:]) or 0)

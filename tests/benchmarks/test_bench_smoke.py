@@ -94,3 +94,16 @@ def test_bench_ingest_smoke_all_tools_store_every_reading(tmp_path: Path) -> Non
     assert all(r["status"] == "ok" for r in rows), [r["status"] for r in rows]
     assert {r["n_steps"] for r in rows} == {30000}  # every tool holds every reading at the end
     assert all(r["ratio"] > 0 for r in rows if r["tool"] != "gridtwin")
+
+
+@pytest.mark.peer
+def test_bench_all_writes_one_json_and_one_markdown(tmp_path: Path) -> None:
+    pytest.importorskip("lightsim2grid", reason="lightsim2grid is a bench extra: pip install 'gridtwin[peers]'")
+    out = tmp_path / "all.json"
+    assert main(["all", "--suites", "pf,shed", "--quick", "--smoke", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["reports"]) == {"pf", "shed"}
+    assert {r["suite"] for r in report["results"]} == {"single", "snapshots", "simbench", "shed"}
+    md = out.with_suffix(".md").read_text()
+    assert "| shed |" in md
+    assert "| single |" in md
