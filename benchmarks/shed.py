@@ -74,6 +74,11 @@ def synthetic_data(n_feeder: int = 100, per_feeder: int = 100, n_t: int = 96, se
     return build_data(devices, rows, 0.25)
 
 
+def _times(t0: float, t1: float, t2: float) -> dict[str, float]:
+    """Model construction, hand-over to the solver and their sum (build), seconds."""
+    return {"model_s": t1 - t0, "translate_s": t2 - t1, "build_s": t2 - t0}
+
+
 def _pyomo_matrix(data: SheddingData, *, solve: bool = True) -> dict[str, float]:
     from solvers.shedding.build import build_model
     from solvers.shedding.highs import compile_highs
@@ -84,16 +89,10 @@ def _pyomo_matrix(data: SheddingData, *, solve: bool = True) -> dict[str, float]
     comp = compile_highs(m)
     t2 = time.perf_counter()
     if not solve:
-        return {"model_s": t1 - t0, "translate_s": t2 - t1, "build_s": t2 - t0}
+        return _times(t0, t1, t2)
     comp.highs.run()
     t3 = time.perf_counter()
-    return {
-        "model_s": t1 - t0,
-        "translate_s": t2 - t1,
-        "build_s": t2 - t0,
-        "solve_s": t3 - t2,
-        "objective": comp.highs.getInfo().objective_function_value,
-    }
+    return {**_times(t0, t1, t2), "solve_s": t3 - t2, "objective": comp.highs.getInfo().objective_function_value}
 
 
 def environ_model(data: SheddingData) -> Any:
@@ -147,16 +146,10 @@ def _pyomo_appsi(data: SheddingData, *, solve: bool = True) -> dict[str, float]:
     opt.set_instance(m)
     t2 = time.perf_counter()
     if not solve:
-        return {"model_s": t1 - t0, "translate_s": t2 - t1, "build_s": t2 - t0}
+        return _times(t0, t1, t2)
     res = opt.solve(m)
     t3 = time.perf_counter()
-    return {
-        "model_s": t1 - t0,
-        "translate_s": t2 - t1,
-        "build_s": t2 - t0,
-        "solve_s": t3 - t2,
-        "objective": float(res.best_feasible_objective),
-    }
+    return {**_times(t0, t1, t2), "solve_s": t3 - t2, "objective": float(res.best_feasible_objective)}
 
 
 def _padded(indptr: np.ndarray, cols: np.ndarray, coefs: np.ndarray, rows: np.ndarray) -> tuple:
@@ -206,16 +199,10 @@ def _linopy(data: SheddingData, *, solve: bool = True) -> dict[str, float]:
     h.setOptionValue("output_flag", False)
     t2 = time.perf_counter()
     if not solve:
-        return {"model_s": t1 - t0, "translate_s": t2 - t1, "build_s": t2 - t0}
+        return _times(t0, t1, t2)
     h.run()
     t3 = time.perf_counter()
-    return {
-        "model_s": t1 - t0,
-        "translate_s": t2 - t1,
-        "build_s": t2 - t0,
-        "solve_s": t3 - t2,
-        "objective": h.getInfo().objective_function_value,
-    }
+    return {**_times(t0, t1, t2), "solve_s": t3 - t2, "objective": h.getInfo().objective_function_value}
 
 
 def _mv_case() -> tuple[Any, Any]:

@@ -16,15 +16,19 @@ from twin.timeseries.store import Store
 CODE = "1-LV-rural1--2-sw"
 
 
-def test_predict_finds_the_pv_overload_ahead(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _june_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Store]:
+    """A store with 30 days up to 2016-06-29 00:00; the next two (sunny) days overload the transformer at noon."""
     monkeypatch.setenv("GRIDTWIN_SECRET", "predict-test")
     path = tmp_path / "s.zarr"
     store = Store.create(path, origin="2016-01-01")
-    # 30 days up to 2016-06-29 00:00; the next two (sunny) days overload the transformer at noon
-    profiles = twin.read_simbench_profiles(CODE).isel(time=slice(96 * 150, 96 * 180))
-    write_profiles(store, profiles)
+    write_profiles(store, twin.read_simbench_profiles(CODE).isel(time=slice(96 * 150, 96 * 180)))
+    return path, store
+
+
+def test_predict_finds_the_pv_overload_ahead(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, store = _june_store(tmp_path, monkeypatch)
     assert main(["predict", str(path), "--grid", CODE, "--train-days", "21", "--json"]) == 0
     ranking = json.loads(capsys.readouterr().out)
     assert ranking[0]["branch"] == "trafo/0"
@@ -46,11 +50,7 @@ def test_predict_with_weather_file(
     from scenarios import synthesize_temperature
     from twin.forecast_pv import compute_clearsky_ghi
 
-    monkeypatch.setenv("GRIDTWIN_SECRET", "predict-test")
-    path = tmp_path / "s.zarr"
-    store = Store.create(path, origin="2016-01-01")
-    profiles = twin.read_simbench_profiles(CODE).isel(time=slice(96 * 150, 96 * 180))
-    write_profiles(store, profiles)
+    path, store = _june_store(tmp_path, monkeypatch)
     times = pd.date_range("2016-05-01", "2016-07-02", freq="15min")
     ghi = compute_clearsky_ghi(times).values
     cloudy = ghi * np.where(times >= "2016-06-29", 0.3, 1.0)  # history as clear sky, a dull forecast ahead
