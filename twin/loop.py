@@ -300,6 +300,23 @@ def _create_store(path: Path, start: pd.Timestamp) -> Store:
     return Store.create(path, origin=str(start.date()), freq="15min")
 
 
+def _write_twin_files(path: Path, grid: Grid, comm: CommLayer) -> None:
+    """Write the grid (``<path>.grid.json``) and comm layer (``<path>.comm/``) next to the store, and record them.
+
+    The store's attributes ``grid_file`` and ``comm_dir`` name them relative to the store's folder, so that
+    ``gridtwin serve STORE`` finds the twin without ``--grid``/``--comm`` (and a moved folder keeps working).
+    """
+    import zarr
+
+    from twin.comm import write_comm
+    from twin.io.gridfile import write_grid
+
+    grid_file = write_grid(grid, path.with_name(path.name + ".grid.json"))
+    comm_dir = write_comm(comm, path.with_name(path.name + ".comm"))
+    root = zarr.open_group(str(path), mode="r+", zarr_format=3)
+    root.attrs.update({"grid_file": grid_file.name, "comm_dir": comm_dir.name})
+
+
 def _simbench_days(code: str, issued: pd.Timestamp, days: int) -> xr.Dataset:
     """SimBench profiles (start-labelled) from ``days`` before ``issued`` to the end of the issue day."""
     import twin
@@ -502,6 +519,7 @@ def run_loop(
         cases = [chosen, twin_profiles.profiles["forecast"], actual, twin_profiles.profiles["actual"]]
         loading = _loading(grid, dict(zip(CASES, cases, strict=True)))
         assets = _asset_table(loading, ranking, pd.Series(loading["branch_kind"].values, loading["branch"].values))
+    _write_twin_files(path, grid, comm)
     worst = float(loading.sel(case="forecast_before").max())
     notes += _plan_notes(plan, ranking, execution, worst) + _error_notes(assets, 100.0 * (1.0 - margin))
     result = LoopResult(

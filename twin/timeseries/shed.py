@@ -92,12 +92,15 @@ def shed_store(
     load_quantile: float = 0.5,
     gen_quantile: float = 0.5,
     write: bool = True,
+    profiles: xr.Dataset | None = None,
     **options: Any,
 ) -> StorePlan:
     """Compute (and write) a shedding plan for the stored forecasts (see the module docstring).
 
     ``comm``: the communication layer (reachable devices only), or ``"all"`` for every load, generator and storage
     unit; ``options`` go to :func:`solvers.shedding.plan_shedding` (``margin``, ``discrete``, ``max_iter`` …).
+    ``profiles``: the member already read with :func:`forecast_member` (same horizon and quantiles), so a caller can
+    read the store under its lock and plan without holding it.
     """
     from solvers.shedding import plan_shedding
 
@@ -106,7 +109,8 @@ def shed_store(
             "which devices can be reached? pass the communication layer (gridtwin shed --comm DIR), or "
             "--all-controllable to let the plan use every load, generator and storage unit"
         )
-    profiles = forecast_member(store, horizon=horizon, load_quantile=load_quantile, gen_quantile=gen_quantile)
+    if profiles is None:
+        profiles = forecast_member(store, horizon=horizon, load_quantile=load_quantile, gen_quantile=gen_quantile)
     controllable = None if isinstance(comm, str) and comm == "all" else controllable_devices(grid, comm)
     plan = plan_shedding(grid, profiles, controllable=controllable, assets=assets, **options)
     issued = str(profiles.attrs.get("issued") or pd.Timestamp(profiles["time"].values[0]))
