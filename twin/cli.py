@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import textwrap
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -28,6 +31,7 @@ from rich.text import Text
 import twin
 from twin.cli_plan import add_plan_parsers
 from twin.cli_scenario import add_scenario_parsers
+from twin.cli_serve import add_serve_parsers
 from twin.cli_store import add_store_parsers, is_store, run_pf_ts_store
 from twin.io.load import builtin_case_names
 from twin.io.simbench import is_simbench_code
@@ -39,7 +43,7 @@ if TYPE_CHECKING:
 
     from twin.grid import Grid
 
-__all__ = ["CommandError", "main"]
+__all__ = ["CommandError", "frame_table", "main", "print_json"]
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # user errors: unknown case, bad file, no convergence, bad arguments (argparse uses 2 too)
@@ -47,6 +51,7 @@ EXIT_USAGE = 2  # user errors: unknown case, bad file, no convergence, bad argum
 _GRID_FILE_SUFFIXES = (".m", ".mat", ".json", ".p", ".zarr", ".zip", ".xml")
 _HELP_WIDTH = 88
 
+_SIMBENCH_EXAMPLES = ("1-LV-rural1--0-sw", "1-MV-urban--0-sw", "1-HV-mixed--0-sw", "1-EHV-mixed--0-sw")
 _CASES_HELP = (
     "CASE is a pandapower built-in case ('case9', 'case118', 'case1354pegase', 'cigre_mv'; "
     "see 'gridtwin cases'), a SimBench code ('1-MV-urban--0-sw') or a file: MATPOWER .m/.mat, "
@@ -125,8 +130,9 @@ def _build_parser() -> argparse.ArgumentParser:
             "  gridtwin pf-ts 1-MV-urban--0-sw --steps 96 --out day.nc\n"
             "  gridtwin import-cim model.zip --out grid.zarr\n"
             "  gridtwin demo demo.zarr\n"
+            "  gridtwin serve demo.zarr\n"
             "  gridtwin ingest store.zarr meters.csv --tz Europe/Rome\n"
-            "  gridtwin cases\n"
+            "  gridtwin cases --json\n"
             "  gridtwin bench --help\n"
             "\nRun 'gridtwin COMMAND --help' for the options of a command. Exit status: 0 ok, 2 error."
         ),
@@ -143,6 +149,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_store_parsers(sub, _fill)
     add_plan_parsers(sub, _fill)
     add_scenario_parsers(sub, _fill)
+    add_serve_parsers(sub, _fill)
     bench = sub.add_parser(
         "bench",
         help="run the benchmark suite (arguments go to benchmarks/run.py; see 'gridtwin bench --help')",
@@ -155,6 +162,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="List the pandapower built-in cases that CASE accepts, and how SimBench codes look.",
     )
     cases.add_argument("--plain", action="store_true", help="one name per line, nothing else (for scripts)")
+    cases.add_argument("--json", action="store_true", help="print the names as JSON on stdout (for scripts)")
     cases.set_defaults(handler=_list_cases_command)
     return parser
 
@@ -221,10 +229,11 @@ def _run_import_cim_command(args: argparse.Namespace, out: Console, err: Console
     if report is not None:
         report = report.reset_index()
     if args.out is not None:
-        write_grid(grid, args.out)
+        with err.status(f"Writing {args.out} ..."):
+            write_grid(grid, args.out)
     if args.json:
         rows = [] if report is None else json.loads(report.to_json(orient="records"))
-        _print_json(
+        print_json(
             {
                 "grid": grid.name,
                 "size": {c: int(n) for c, n in grid.summary().items()},
@@ -241,7 +250,9 @@ def _run_import_cim_command(args: argparse.Namespace, out: Console, err: Console
         for row in report.itertuples(index=False):
             table.add_row(*[str(v) for v in row])
     out.print(table)
-    out.print(repr(grid))
+    size = _new_key_value_table("grid size")
+    _add_size_rows(size, {c: int(n) for c, n in grid.summary().items()})
+    out.print(size)
     for w in caught:
         err.print(Text(f"warning: {w}", style="yellow"), soft_wrap=True)
     if args.out is not None:
@@ -365,7 +376,7 @@ def _run_pf_ts_command(args: argparse.Namespace, out: Console, err: Console) -> 
         model = solvers.compile_grid(grid)
     t1 = time.perf_counter()
     inputs = {name: profiles[name] for name in ("sgen_p_mw", "storage_p_mw") if name in profiles}
-    with _collect_warnings() as caught:
+    with _collect_warnings() as caught, library_bars_on_stderr():
         ds = solvers.run_pf_timeseries(
             model,
             profiles["load_p_mw"],
@@ -374,7 +385,7 @@ def _run_pf_ts_command(args: argparse.Namespace, out: Console, err: Console) -> 
             method=args.method,
             tol_mva=args.tol_mva,
             max_iter=args.max_iter,
-            progress=not args.json,
+            progress=err.is_terminal,
         )
     t2 = time.perf_counter()
     summary = summarize_pf_ts(grid, ds, args.top, compile_s=t1 - t0, solve_s=t2 - t1)
@@ -394,7 +405,7 @@ def _finish(
     summary["warnings"] = caught
     summary["written"] = _write(ds, args.out, err)
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     else:
         render(out, summary)
     return EXIT_OK
@@ -418,6 +429,9 @@ def _run_bench_command(args: argparse.Namespace, out: Console, err: Console) -> 
 
 def _list_cases_command(args: argparse.Namespace, out: Console, err: Console) -> int:
     names = builtin_case_names()
+    if args.json:
+        print_json({"builtin": names, "simbench_examples": list(_SIMBENCH_EXAMPLES)})
+        return EXIT_OK
     if args.plain:
         sys.stdout.write("".join(f"{name}\n" for name in names))
         return EXIT_OK
@@ -429,8 +443,8 @@ def _list_cases_command(args: argparse.Namespace, out: Console, err: Console) ->
     out.print(table)
     out.print(
         Text(
-            "\nSimBench codes are accepted too, e.g. 1-LV-rural1--0-sw, 1-MV-urban--0-sw, 1-HV-mixed--0-sw, "
-            "1-EHV-mixed--0-sw (all codes: simbench.collect_all_simbench_codes()); 'gridtwin pf-ts' needs one. "
+            f"\nSimBench codes are accepted too, e.g. {', '.join(_SIMBENCH_EXAMPLES)} "
+            "(all codes: simbench.collect_all_simbench_codes()); 'gridtwin pf-ts' needs one. "
             "Files: MATPOWER .m/.mat, pandapower .json/.p."
         )
     )
@@ -485,8 +499,72 @@ def _write(ds: xr.Dataset, path: Path | None, err: Console) -> list[str]:
         return [str(p) for p in write_results(ds, path)]
 
 
-def _print_json(summary: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(summary, indent=1, allow_nan=False) + "\n")
+def print_json(doc: Any) -> None:
+    """Write ``doc`` as strict JSON on stdout, the only thing a ``--json`` command writes there.
+
+    NaN and infinities become null; numpy scalars, timestamps, paths and DataFrames (as records) are converted.
+    """
+    sys.stdout.write(json.dumps(_plain(doc), indent=1, allow_nan=False) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-ready builtins (see :func:`print_json`)."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, pd.DataFrame):
+        return json.loads(value.to_json(orient="records", date_format="iso"))
+    if isinstance(value, list | tuple | set | frozenset | np.ndarray | pd.Series | pd.Index):
+        return [_plain(item) for item in value]
+    return _plain_scalar(value.item() if isinstance(value, np.generic) else value)
+
+
+def _plain_scalar(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, pd.Timestamp | pd.Timedelta):
+        return None if pd.isna(value) else value.isoformat()
+    return str(value)
+
+
+@contextmanager
+def library_bars_on_stderr() -> Iterator[None]:
+    """Send what library code writes to stdout inside the block to stderr.
+
+    Some library functions draw their progress bars on rich's default console, which writes to stdout; the
+    commands keep stdout for results (tables, ``--json``), so the bars go to stderr like every other progress.
+    """
+    with redirect_stdout(sys.stderr):
+        yield
+
+
+def frame_table(frame: pd.DataFrame, title: str, *, max_rows: int = 40) -> Table:
+    """A rich table of ``frame`` (index as first column when named), floats with 4 significant digits.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The rows to show; only the first ``max_rows``.
+    title : str
+        The table title; "(first N of M rows)" is added when rows are left out.
+    """
+    shown = frame.reset_index() if frame.index.name is not None else frame
+    if len(shown) > max_rows:
+        title += f" (first {max_rows} of {len(shown)} rows)"
+    table = Table(title=title, title_justify="left")
+    for col in shown.columns:
+        numeric = pd.api.types.is_numeric_dtype(shown[col]) and not pd.api.types.is_bool_dtype(shown[col])
+        table.add_column(str(col), justify="right" if numeric else "left")
+    for row in shown.head(max_rows).itertuples(index=False):
+        table.add_row(*(_format_cell(v) for v in row))
+    return table
+
+
+def _format_cell(value: Any) -> str:
+    if isinstance(value, float | np.floating):
+        return "" if np.isnan(value) else _format_number(float(value))
+    return str(value)
 
 
 # -- rendering -------------------------------------------------------------------------------

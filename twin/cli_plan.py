@@ -1,11 +1,13 @@
-"""CLI commands for planning ahead and acting: ``backtest`` (forecast and overload-detection skill over a year),
-``shed`` (a verified shedding plan for the stored forecasts, optionally dispatched over MQTT) and
-``gateways simulate`` (a simulated gateway fleet on an MQTT broker)."""
+"""CLI commands for planning ahead and acting: ``demo`` (the whole path on embedded data, the control loop
+included), ``backtest`` (forecast and overload-detection skill over a year), ``shed`` (a verified shedding plan for
+the stored forecasts, optionally dispatched over MQTT) and ``gateways simulate`` (a simulated gateway fleet on an MQTT
+broker). Each has ``--json``: one JSON document on stdout; progress and status go to stderr."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ from rich.table import Table
 
 
 def add_plan_parsers(sub: argparse._SubParsersAction, fill: Any) -> None:
-    """Register ``backtest`` on the ``gridtwin`` sub-parsers."""
+    """Register ``demo``, ``backtest``, ``shed`` and ``gateways`` on the ``gridtwin`` sub-parsers."""
+    _add_demo(sub, fill)
     bt = sub.add_parser(
         "backtest",
         help="rolling-origin day-ahead backtest of load/PV forecasts and overload detection over a SimBench year",
@@ -55,6 +58,119 @@ def add_plan_parsers(sub: argparse._SubParsersAction, fill: Any) -> None:
     bt.set_defaults(handler=_run_backtest)
     _add_shed(sub, fill)
     _add_gateways(sub, fill)
+
+
+def _add_demo(sub: argparse._SubParsersAction, fill: Any) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="the whole path on embedded data: meters → store → virtual sensors, then forecast → plan → dispatch → "
+        "AC confirmation with an HTML report (no download)",
+        description=fill(
+            "Part 1 (scale): synthesise household meters below a SimBench grid's loads (registers with resets, gaps, "
+            "broken meters, an unmetered load), write them as a head-end CSV export and the transformer metering as "
+            "InfluxDB line protocol, then ingest both into STORE, clean, aggregate per load, run time-series power "
+            "flow over the store and print the virtual-sensor comparison. Part 2 (the control loop, in "
+            "STORE-loop.zarr): build the twin of --loop-grid with its comm layer, synthesise and ingest up to a year "
+            "of meter data and PV telemetry before --issue-day, predict that day's overloads, compute and verify a "
+            "shedding plan (Pyomo + HiGHS, AC re-check), dispatch it over MQTT to simulated gateways (a private "
+            "Mosquitto; in process with a note when none is installed), confirm with AC power flow on the actual "
+            "day, and write an HTML report (STORE-loop.html)."
+        ),
+    )
+    demo.add_argument("store", type=Path, metavar="STORE")
+    demo.add_argument("--days", type=int, default=14, help="days of 15-minute data (default 14)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--overwrite", action="store_true", help="replace STORE if it is a gridtwin store already")
+    demo.add_argument("--no-loop", action="store_true", help="meters part only (no forecast/plan/dispatch loop)")
+    demo.add_argument("--loop-only", action="store_true", help="the control loop only")
+    demo.add_argument("--loop-grid", default="1-LV-rural1--2-sw", help="SimBench grid of the loop (PV overloads)")
+    demo.add_argument("--issue-day", default="2016-06-01", help="day the loop forecasts, plans and confirms")
+    demo.add_argument("--broker", help="mqtt://HOST:PORT of a running broker (default: a private Mosquitto)")
+    demo.add_argument("--json", action="store_true", help="print the figures of both parts as JSON")
+    demo.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from twin.cli import print_json
+
+    doc: dict[str, Any] = {"store": str(args.store), "meters": None, "loop": None}
+    if not args.loop_only:
+        doc["meters"] = _demo_meters(args, out, err)
+    if not args.no_loop:
+        doc["loop"] = _demo_loop(args, out, err)
+    if args.json:
+        print_json(doc)
+    return 0
+
+
+def _demo_meters(args: argparse.Namespace, out: Console, err: Console) -> dict[str, Any]:
+    """Part 1 of the demo: meters → store → power flow → virtual sensors; prints a table unless ``--json``."""
+    from twin.timeseries.demo_run import run_demo
+
+    t0 = time.perf_counter()
+    result = run_demo(args.store, days=args.days, seed=args.seed, console=err, overwrite=args.overwrite)
+    seconds = round(time.perf_counter() - t0, 2)
+    if not args.json:
+        table = Table(title=f"demo store {args.store} (built in {seconds:.1f} s)", show_header=False)
+        table.add_column(style="bold")
+        table.add_column()
+        for line in result["text"].splitlines():
+            key, _, value = line.partition(": ")
+            table.add_row(key, value)
+        out.print(table)
+    summary = result["virtual_sensors"].summary
+    return {
+        "ingest": result["ingest"],
+        "sensors_ingest": result["sensors_ingest"],
+        "power_flow": asdict(result["pf"]),
+        "virtual_sensors": summary.rename_axis("trafo").reset_index(),
+        "ntl_suspected": sorted(str(t) for t in summary.index[summary["ntl_suspected"]]),
+        "files": {name: str(path) for name, path in result["files"].items()},
+        "seconds": {**result["seconds"], "total": seconds},
+    }
+
+
+def _demo_loop(args: argparse.Namespace, out: Console, err: Console) -> dict[str, Any]:
+    """Part 2 of the demo: the control loop; prints its tables unless ``--json``."""
+    from twin.cli import frame_table
+    from twin.loop import run_loop
+
+    t1 = time.perf_counter()
+    loop_path = args.store.with_name(args.store.stem + "-loop.zarr")
+    if not args.json:
+        out.print(f"\nthe control loop on {args.loop_grid} (overloads by PV), issue day {args.issue_day}:")
+    loop = run_loop(
+        loop_path,
+        code=args.loop_grid,
+        issue_day=args.issue_day,
+        seed=args.seed,
+        broker=args.broker,
+        report=args.store.with_name(args.store.stem + "-loop.html"),
+        console=err,
+        overwrite=args.overwrite,
+    )
+    seconds = round(time.perf_counter() - t1, 2)
+    if not args.json:
+        head, _, _ = loop.summary().partition("\n\n")
+        out.print(head, markup=False, highlight=False, soft_wrap=True)
+        out.print(frame_table(loop.assets, f"protected assets, loading % (limit {loop.limit_pct:.0f} %)"))
+        out.print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in loop.seconds.items()))
+        for note in loop.notes:
+            out.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+        out.print(f"loop store {loop_path} and report {loop.report} built in {seconds:.1f} s")
+    return {
+        "store": str(loop_path),
+        "report": None if loop.report is None else str(loop.report),
+        "issued": loop.issued,
+        "history_days": loop.history_days,
+        "assets_at_risk": len(loop.ranking),
+        "member": loop.member,
+        "plan": {"status": loop.plan.status, "commands": len(loop.plan.commands), "objective": loop.plan.objective},
+        "execution": loop.execution.to_dict(),
+        "assets": loop.assets.rename_axis("branch").reset_index(),
+        "notes": list(loop.notes),
+        "seconds": {**loop.seconds, "total": seconds},
+    }
 
 
 def _add_shed(sub: argparse._SubParsersAction, fill: Any) -> None:
@@ -103,11 +219,13 @@ def _add_shed(sub: argparse._SubParsersAction, fill: Any) -> None:
 
 def _run_shed(args: argparse.Namespace, out: Console, err: Console) -> int:
     import twin
+    from twin.cli import print_json
     from twin.cli_store import _open
     from twin.comm import read_comm
     from twin.timeseries.shed import shed_store
 
-    grid = twin.load(args.grid)
+    with err.status(f"loading {args.grid} ..."):
+        grid = twin.load(args.grid)
     comm = "all" if args.all_controllable else (read_comm(args.comm, grid) if args.comm else None)
     with err.status("planning (Pyomo + HiGHS, AC re-check) ..."):
         result = shed_store(
@@ -130,7 +248,12 @@ def _run_shed(args: argparse.Namespace, out: Console, err: Console) -> int:
         state = ExecutionState(Path(str(args.store) + ".plans") / "execution.json")
         try:
             report = dispatch_plan(
-                plan.commands, args.dispatch, plan_id=result.plan_id, state=state, ack_timeout_s=args.ack_timeout
+                plan.commands,
+                args.dispatch,
+                plan_id=result.plan_id,
+                state=state,
+                ack_timeout_s=args.ack_timeout,
+                progress=err.is_terminal,
             )
         except BrokerUnavailableError as error:
             raise ValueError(str(error)) from error
@@ -140,12 +263,12 @@ def _run_shed(args: argparse.Namespace, out: Console, err: Console) -> int:
             "feasible": plan.is_feasible,
             "status": plan.status,
             "objective": plan.objective,
-            "commands": json.loads(plan.commands.to_json(orient="records", date_format="iso")),
+            "commands": plan.commands,
             "iterations": plan.iterations,
             "reason": plan.reason,
             "execution": None if report is None else report.to_dict(),
         }
-        out.print_json(json.dumps(doc, default=str))
+        print_json(doc)
         return 0
     _print_plan(result, report, out)
     return 0
@@ -193,41 +316,77 @@ def _add_gateways(sub: argparse._SubParsersAction, fill: Any) -> None:
     sim.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://[user:pass@]host:port")
     sim.add_argument("--silent", nargs="*", default=[], metavar="ID", help="gateways that never answer (tests)")
     sim.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    sim.add_argument(
+        "--json", action="store_true", help="at exit, print the applied commands as JSON (live lines go to stderr)"
+    )
     sim.set_defaults(handler=_run_gateways)
 
 
 def _run_gateways(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from twin.dispatch import BrokerUnavailableError, simulate_gateways
+    from twin.cli import frame_table, print_json
+    from twin.dispatch import BrokerUnavailableError, GatewayFleet
 
+    live = err if args.json else out
+
+    def show(command: dict[str, Any]) -> None:
+        live.print(
+            f"[green]applied[/] {command['command_id']} plan {command['plan_id']}: {command['element']} "
+            f"-{float(command['kw']):.1f} kW {command['start']} → {command['end']} via {command.get('gateway', '')}",
+            highlight=False,
+        )
+
+    fleet = GatewayFleet(list(args.gateways), broker=args.broker, silent=args.silent, on_apply=show)
     try:
-        simulate_gateways(args.broker, list(args.gateways), silent=args.silent, duration_s=args.duration)
+        with fleet:
+            err.print(f"{len(fleet.gateways)} gateways listening on {args.broker} ({len(fleet.silent)} silent)")
+            _wait(args.duration, err)
     except BrokerUnavailableError as error:
         raise ValueError(str(error)) from error
+    applied = fleet.applied
+    if args.json:
+        doc = {"broker": args.broker, "gateways": sorted(fleet.gateways), "silent": sorted(fleet.silent)}
+        print_json({**doc, "deliveries": dict(fleet.deliveries), "applied": applied})
+        return 0
+    out.print(frame_table(applied, f"{len(applied)} commands applied") if len(applied) else "0 commands applied")
     return 0
+
+
+def _wait(duration_s: float | None, err: Console) -> None:
+    """Wait ``duration_s`` seconds, or until Ctrl-C when None (Ctrl-C also ends a timed wait)."""
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    hint = "Ctrl-C stops" if deadline is None else f"for {duration_s:g} s (Ctrl-C stops)"
+    try:
+        with err.status(f"applying commands {hint} ..."):
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
+    except KeyboardInterrupt:
+        err.print("stopped")
 
 
 def _run_backtest(args: argparse.Namespace, out: Console, err: Console) -> int:
     from twin.backtest_run import report_markdown, run_backtest
+    from twin.cli import library_bars_on_stderr, print_json
 
-    report = run_backtest(
-        args.code,
-        electrify=args.electrify,
-        ev_share=args.ev_share,
-        hp_share=args.hp_share,
-        days=args.days,
-        start=args.start,
-        train_days=args.train_days,
-        refit_days=args.refit_days,
-        irradiance_error=args.irradiance_error,
-        p_alarm=args.p_alarm,
-        seed=args.seed,
-        progress=not args.json and err.is_terminal,
-    )
+    with library_bars_on_stderr():
+        report = run_backtest(
+            args.code,
+            electrify=args.electrify,
+            ev_share=args.ev_share,
+            hp_share=args.hp_share,
+            days=args.days,
+            start=args.start,
+            train_days=args.train_days,
+            refit_days=args.refit_days,
+            irradiance_error=args.irradiance_error,
+            p_alarm=args.p_alarm,
+            seed=args.seed,
+            progress=err.is_terminal,
+        )
     if args.out:
         report.to_json(args.out.with_suffix(".json"))
         args.out.with_suffix(".md").write_text(report_markdown(report))
     if args.json:
-        out.print_json(json.dumps(report.to_dict(), default=float))
+        print_json(report.to_dict())
         return 0
     _print_tables(report, out)
     return 0

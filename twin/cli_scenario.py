@@ -1,9 +1,13 @@
-"""CLI ``gridtwin scenario run|compare``: what-if scenario sets on Dask, and their comparison report."""
+"""CLI ``gridtwin scenario run|compare``: what-if scenario sets on Dask, and their comparison report.
+
+Both have ``--json``: one JSON document on stdout; progress and status go to stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
 import functools
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +44,13 @@ def add_scenario_parsers(sub: argparse._SubParsersAction, fill: Any) -> None:
     run.add_argument("--scheduler", help="Dask scheduler address, or 'sync' to run in this process")
     run.add_argument("--workers", type=int, help="local cluster workers (default: one per core)")
     run.add_argument("--shed", action="store_true", help="also the load shedding each scenario needs (slower)")
+    run.add_argument("--json", action="store_true", help="print what ran, was skipped and failed as JSON")
     run.set_defaults(handler=_run_scenarios)
     cmp_ = sc_sub.add_parser("compare", help="comparison table and HTML report of a results store")
     cmp_.add_argument("store", type=Path, metavar="OUT")
     cmp_.add_argument("--report", type=Path, help="HTML report (default: OUT.html)")
     cmp_.add_argument("--grid", help="grid for the network plot (default: the spec's base grid)")
+    cmp_.add_argument("--json", action="store_true", help="print the comparison table as JSON (one record each)")
     cmp_.set_defaults(handler=_compare_scenarios)
 
 
@@ -52,8 +58,9 @@ def _run_scenarios(args: argparse.Namespace, out: Console, err: Console) -> int:
     from scenarios import load_spec, run_scenario
     from scenarios.runner import run_set
 
-    spec = load_spec(args.spec)
-    items = [(s.name, s) for s in spec.expand()]
+    with err.status(f"reading {args.spec} ..."):
+        spec = load_spec(args.spec)
+        items = [(s.name, s) for s in spec.expand()]
     store = args.out or args.spec.with_suffix(".zarr")
     fn = functools.partial(run_scenario, base=spec.base, shed=args.shed)
     from scenarios.runner import ScenarioSetupError
@@ -63,26 +70,38 @@ def _run_scenarios(args: argparse.Namespace, out: Console, err: Console) -> int:
     except ScenarioSetupError as error:
         raise ValueError(str(error)) from error
     (Path(str(store) + ".spec.yaml")).write_text(args.spec.read_text())
+    status = 0 if not report.failed else 1
+    if args.json:
+        from twin.cli import print_json
+
+        print_json({**asdict(report), "scenarios_per_hour": report.scenarios_per_hour})
+        return status
     out.print(str(report), markup=False, highlight=False)
     if report.failed:
         out.print(f"failed: {', '.join(report.failed)} (errors in 'gridtwin scenario compare {store}')")
     out.print(f"results: {store}; compare with 'gridtwin scenario compare {store}'")
-    return 0 if not report.failed else 1
+    return status
 
 
 def _compare_scenarios(args: argparse.Namespace, out: Console, err: Console) -> int:
     import twin
     from scenarios import load_spec
-    from scenarios.report import compare_rich, write_report
+    from scenarios.report import compare_rich, compare_table, write_report
     from scenarios.runner import open_results
+    from twin.cli import print_json
 
     results = open_results(args.store)
-    wide = out if out.is_terminal else Console(width=220)  # pipes and files: no 80-column squeeze
-    wide.print(compare_rich(results))
     spec_copy = Path(str(args.store) + ".spec.yaml")
     code = args.grid or (load_spec(spec_copy).base.grid if spec_copy.exists() else None)
     if code is None:
         raise ValueError(f"no spec copy next to {args.store}: pass --grid CASE for the network plot")
-    path = write_report(results, twin.load(code), args.report or args.store.with_suffix(".html"))
+    if not args.json:
+        wide = out if out.is_terminal else Console(width=220)  # pipes and files: no 80-column squeeze
+        wide.print(compare_rich(results))
+    with err.status(f"writing the HTML report (network plot of {code}) ..."):
+        path = write_report(results, twin.load(code), args.report or args.store.with_suffix(".html"))
+    if args.json:
+        print_json({"scenarios": compare_table(results).reset_index(), "report": str(path)})
+        return 0
     out.print(f"report: {path}")
     return 0

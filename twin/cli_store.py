@@ -1,5 +1,6 @@
 """``gridtwin`` subcommands that work on a time-series store: ingest, info, clean, sensors, erase, export-customer,
-retention, demo, and ``pf-ts STORE``. Parsing, progress and printing only; the work is in :mod:`twin.timeseries`.
+retention, predict, alarms and ``pf-ts STORE``. Parsing, progress and printing only; the work is in
+:mod:`twin.timeseries`. Each has ``--json``: one JSON document on stdout; progress and status go to stderr.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ def add_store_parsers(sub: argparse._SubParsersAction, fill: Any) -> None:
     clean.add_argument("--source", default="A_plus", help="variable to read (default: A_plus)")
     clean.add_argument("--target", default="energy_kwh", help="variable to write (default: energy_kwh)")
     clean.add_argument("--pipeline", type=Path, help="a pipeline JSON file (twin.timeseries.clean.Pipeline.to_json)")
+    clean.add_argument("--json", action="store_true", help="print what was written as JSON")
     clean.set_defaults(handler=_run_clean)
     sensors = sub.add_parser(
         "sensors",
@@ -106,32 +109,6 @@ def add_store_parsers(sub: argparse._SubParsersAction, fill: Any) -> None:
     alarms.add_argument("--all", action="store_true", help="list cleared alarms too")
     alarms.add_argument("--json", action="store_true", help="print as JSON")
     alarms.set_defaults(handler=_run_alarms)
-    demo = sub.add_parser(
-        "demo",
-        help="the whole path on embedded data: meters → store → virtual sensors, then forecast → plan → dispatch → "
-        "AC confirmation with an HTML report (no download)",
-        description=fill(
-            "Part 1 (scale): synthesise household meters below a SimBench grid's loads (registers with resets, gaps, "
-            "broken meters, an unmetered load), write them as a head-end CSV export and the transformer metering as "
-            "InfluxDB line protocol, then ingest both into STORE, clean, aggregate per load, run time-series power "
-            "flow over the store and print the virtual-sensor comparison. Part 2 (the control loop, in "
-            "STORE-loop.zarr): build the twin of --loop-grid with its comm layer, synthesise and ingest up to a year "
-            "of meter data and PV telemetry before --issue-day, predict that day's overloads, compute and verify a "
-            "shedding plan (Pyomo + HiGHS, AC re-check), dispatch it over MQTT to simulated gateways (a private "
-            "Mosquitto; in process with a note when none is installed), confirm with AC power flow on the actual "
-            "day, and write an HTML report (STORE-loop.html)."
-        ),
-    )
-    demo.add_argument("store", type=Path, metavar="STORE")
-    demo.add_argument("--days", type=int, default=14, help="days of 15-minute data (default 14)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--overwrite", action="store_true", help="replace STORE if it is a gridtwin store already")
-    demo.add_argument("--no-loop", action="store_true", help="meters part only (no forecast/plan/dispatch loop)")
-    demo.add_argument("--loop-only", action="store_true", help="the control loop only")
-    demo.add_argument("--loop-grid", default="1-LV-rural1--2-sw", help="SimBench grid of the loop (PV overloads)")
-    demo.add_argument("--issue-day", default="2016-06-01", help="day the loop forecasts, plans and confirms")
-    demo.add_argument("--broker", help="mqtt://HOST:PORT of a running broker (default: a private Mosquitto)")
-    demo.set_defaults(handler=_run_demo)
 
 
 def _add_ingest(sub: argparse._SubParsersAction, fill: Any) -> None:
@@ -189,17 +166,20 @@ def _add_privacy(sub: argparse._SubParsersAction, fill: Any) -> None:
     )
     erase.add_argument("store", type=Path, metavar="STORE")
     erase.add_argument("customer", metavar="CUSTOMER", help="the customer id in clear")
+    erase.add_argument("--json", action="store_true", help="print the counts of what was erased as JSON")
     erase.set_defaults(handler=_run_erase)
     exp = sub.add_parser("export-customer", help="give a customer's data back (portability) as CSV, JSON or netCDF")
     exp.add_argument("store", type=Path, metavar="STORE")
     exp.add_argument("customer", metavar="CUSTOMER")
     exp.add_argument("--out", type=Path, required=True, help="FILE.csv, FILE.json or FILE.nc")
     exp.add_argument("--meters", type=Path, help="Meters table CSV, to put the meter ids back in clear")
+    exp.add_argument("--json", action="store_true", help="print what was written as JSON")
     exp.set_defaults(handler=_run_export)
     ret = sub.add_parser("retention", help="set or apply per-variable retention (drop data older than N days)")
     ret.add_argument("store", type=Path, metavar="STORE")
     ret.add_argument("--keep", nargs="*", default=[], metavar="VAR=DAYS", help="e.g. A_plus=730 energy_kwh=3650")
     ret.add_argument("--apply", action="store_true", help="drop the expired data now")
+    ret.add_argument("--json", action="store_true", help="print the retention and the cleared slots as JSON")
     ret.set_defaults(handler=_run_retention)
 
 
@@ -242,7 +222,7 @@ def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_ingest(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from twin.cli import CommandError
+    from twin.cli import CommandError, print_json
     from twin.timeseries.importer import import_batches, import_files
 
     if not args.files and not args.influx:
@@ -276,7 +256,7 @@ def _run_ingest(args: argparse.Namespace, out: Console, err: Console) -> int:
         report.rejected.to_csv(args.rejected, index=False)
     summary = report.as_dict()
     if args.json:
-        print(json.dumps(summary, indent=2, default=str))  # noqa: T201
+        print_json(summary)
         return 0
     table = Table(title=f"ingest into {args.store}", show_header=False)
     for key in (
@@ -302,9 +282,11 @@ def _run_ingest(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _run_info(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from twin.cli import print_json
+
     info = _open(args.store).describe()
     if args.json:
-        print(json.dumps(info, indent=2))  # noqa: T201
+        print_json(info)
         return 0
     table = Table(title=f"{info['path']} (slots of {info['freq']})")
     for col in ("group", "devices", "slots", "variables"):
@@ -321,8 +303,9 @@ def _run_clean(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     store = _open(args.store)
     pipeline = Pipeline.from_json(args.pipeline.read_text()) if args.pipeline else Pipeline("energy", DEFAULT_PIPELINE)
+    t0 = time.perf_counter()
     with _progress(err) as bar:
-        task = bar.add_task(f"cleaning {args.source}", total=None)
+        task = bar.add_task(f"cleaning {args.source} (device chunks)", total=None)
         clean_store(
             store,
             pipeline,
@@ -331,14 +314,52 @@ def _run_clean(args: argparse.Namespace, out: Console, err: Console) -> int:
             units="kWh",
             progress=lambda k, n: bar.update(task, completed=k, total=n),
         )
-    out.print(f"wrote measurements/{args.target} from {args.source} with pipeline {pipeline.name!r}")
+    done = {
+        "store": str(args.store),
+        "source": f"measurements/{args.source}",
+        "written": f"measurements/{args.target}",
+        "pipeline": json.loads(pipeline.to_json()),
+        "chunks": int(bar.tasks[0].completed),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    steps = [f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})" for name, params in pipeline.steps]
+    return _print_record(args, done, f"clean {args.store}", out, {"pipeline": f"{pipeline.name}: {', '.join(steps)}"})
+
+
+def _print_record(
+    args: argparse.Namespace, record: dict[str, Any], title: str, out: Console, shown: dict[str, str] | None = None
+) -> int:
+    """Print ``record`` as JSON (``--json``) or as a two-column table (``shown`` replaces some cells); exit 0."""
+    from twin.cli import print_json
+
+    if args.json:
+        print_json(record)
+        return 0
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in {**record, **(shown or {})}.items():
+        table.add_row(key.replace("_", " "), _cell(value))
+    out.print(table)
     return 0
+
+
+def _cell(value: Any) -> str:
+    """A table cell: dicts as 'key value, ...', lists comma-separated, floats with 4 significant digits."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_cell(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v) for v in value) or "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def _run_sensors(args: argparse.Namespace, out: Console, err: Console) -> int:
     from twin.timeseries.sensors import virtual_sensors
 
-    result = virtual_sensors(_open(args.store), variable=args.variable, ntl_threshold=args.threshold)
+    with err.status("summing meters below each transformer ..."):
+        result = virtual_sensors(_open(args.store), variable=args.variable, ntl_threshold=args.threshold)
     summary = result.summary
     if args.json:
         counts = {"silent_meters": summary["silent_meters"].map(len), "stuck_meters": summary["stuck_meters"].map(len)}
@@ -405,8 +426,9 @@ def _run_predict(args: argparse.Namespace, out: Console, err: Console) -> int:
         )
     out.print(table if len(ranking) else "no asset at risk over the horizon")
     if result.drivers is not None:
-        out.print(f"drivers of {ranking.index[0]} at {ranking.iloc[0]['first_exceed']}:")
-        out.print(result.drivers.to_string(), markup=False, highlight=False)
+        from twin.cli import frame_table
+
+        out.print(frame_table(result.drivers, f"drivers of {ranking.index[0]} at {ranking.iloc[0]['first_exceed']}"))
     out.print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
     return 0
 
@@ -440,7 +462,8 @@ def _run_alarms(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.ack:
         book.acknowledge(args.ack, args.user, pd.Timestamp.now(tz="UTC").tz_localize(None))
     else:
-        new = book.evaluate_store(_open(args.store))
+        with err.status("evaluating the rules ..."):
+            new = book.evaluate_store(_open(args.store))
         err.print(f"{len(new)} new alarm events")
     table = book.alarms() if args.all else book.active()
     if args.json:
@@ -463,18 +486,21 @@ def _run_alarms(args: argparse.Namespace, out: Console, err: Console) -> int:
 def _run_erase(args: argparse.Namespace, out: Console, err: Console) -> int:
     from twin.timeseries.privacy import erase_customer
 
-    counts = erase_customer(_open(args.store), args.customer)
-    out.print(f"erased customer {args.customer}: {counts['meters']} meters, {counts['load_columns']} per-load series")
-    return 0
+    with err.status(f"erasing customer {args.customer} ..."):
+        counts = erase_customer(_open(args.store), args.customer)
+    return _print_record(args, {"customer": args.customer, **counts}, f"erased from {args.store}", out)
 
 
 def _run_export(args: argparse.Namespace, out: Console, err: Console) -> int:
     from twin.cli import CommandError
     from twin.timeseries.privacy import export_customer
 
-    meters = pd.read_csv(args.meters, dtype=str, index_col=0).fillna("") if args.meters else None
-    ds = export_customer(_open(args.store), args.customer, meters)
     suffix = args.out.suffix
+    if suffix not in (".nc", ".csv", ".json"):
+        raise CommandError(f"--out {args.out}: unknown suffix {suffix!r}", "use .csv, .json or .nc")
+    meters = pd.read_csv(args.meters, dtype=str, index_col=0).fillna("") if args.meters else None
+    with err.status(f"exporting customer {args.customer} ..."):
+        ds = export_customer(_open(args.store), args.customer, meters)
     if suffix == ".nc":
         ds.to_netcdf(args.out)
     elif suffix in (".csv", ".json"):
@@ -484,10 +510,13 @@ def _run_export(args: argparse.Namespace, out: Console, err: Console) -> int:
         frame.to_csv(args.out) if suffix == ".csv" else frame.reset_index().to_json(
             args.out, orient="records", date_format="iso", indent=1
         )
-    else:
-        raise CommandError(f"--out {args.out}: unknown suffix {suffix!r}", "use .csv, .json or .nc")
-    out.print(f"wrote {args.out}")
-    return 0
+    record = {
+        "customer": args.customer,
+        "written": str(args.out),
+        "sizes": {str(dim): int(n) for dim, n in ds.sizes.items()},
+        "variables": sorted(str(v) for v in ds.data_vars),
+    }
+    return _print_record(args, record, f"export of customer {args.customer}", out)
 
 
 def _run_retention(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -502,11 +531,12 @@ def _run_retention(args: argparse.Namespace, out: Console, err: Console) -> int:
         keep[var] = float(days)
     if keep:
         store.set_retention(keep)
-    out.print(f"retention: {store.attrs.get('retention_days', {})}")
+    cleared: dict[str, int] = {}
     if args.apply:
-        for var, n in store.apply_retention().items():
-            out.print(f"  {var}: cleared {n} slots")
-    return 0
+        with err.status("dropping expired data ..."):
+            cleared = store.apply_retention()
+    record = {"retention_days": dict(store.attrs.get("retention_days", {})), "cleared_slots": cleared}
+    return _print_record(args, record, f"retention of {args.store}", out)
 
 
 def run_pf_ts_store(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -519,9 +549,10 @@ def run_pf_ts_store(args: argparse.Namespace, out: Console, err: Console) -> int
     import twin
 
     store = _open(Path(args.case))
-    grid = twin.load(args.grid)
+    with err.status(f"loading {args.grid} ..."):
+        grid = twin.load(args.grid)
     with _progress(err) as bar:
-        task = bar.add_task("power flow", total=None)
+        task = bar.add_task("power flow (steps)", total=None)
         report = run_pf_store(
             store,
             grid,
@@ -530,51 +561,9 @@ def run_pf_ts_store(args: argparse.Namespace, out: Console, err: Console) -> int
             progress=lambda k, n: bar.update(task, completed=k, total=n),
         )
     summary = {
-        "steps": report.steps,
-        "windows": report.windows,
-        "not_converged": report.not_converged,
+        **asdict(report),
         "solve_s": round(report.solve_s, 3),
         "io_s": round(report.io_s, 3),
-        "min_vm_pu": report.min_vm_pu,
-        "max_loading_pct": report.max_loading_pct,
+        "written": f"{args.case}/results",
     }
-    if args.json:
-        print(json.dumps(summary, indent=2))  # noqa: T201
-    else:
-        out.print(
-            f"{report.steps} steps in {report.windows} windows: solve {report.solve_s:.2f} s, "
-            f"read/write {report.io_s:.2f} s, {report.not_converged} not converged, min vm "
-            f"{report.min_vm_pu:.4f} pu, max loading {report.max_loading_pct:.1f} %; results in "
-            f"{args.case}/results"
-        )
-    return 0
-
-
-def _run_demo(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from twin.timeseries.demo_run import run_demo
-
-    t0 = time.perf_counter()
-    if not args.loop_only:
-        result = run_demo(args.store, days=args.days, seed=args.seed, console=err, overwrite=args.overwrite)
-        out.print(result["text"], markup=False, highlight=False)
-        out.print(f"demo store {args.store} built in {time.perf_counter() - t0:.1f} s")
-    if args.no_loop:
-        return 0
-    from twin.loop import run_loop
-
-    t1 = time.perf_counter()
-    loop_path = args.store.with_name(args.store.stem + "-loop.zarr")
-    out.print(f"\nthe control loop on {args.loop_grid} (overloads by PV), issue day {args.issue_day}:")
-    loop = run_loop(
-        loop_path,
-        code=args.loop_grid,
-        issue_day=args.issue_day,
-        seed=args.seed,
-        broker=args.broker,
-        report=args.store.with_name(args.store.stem + "-loop.html"),
-        console=err,
-        overwrite=args.overwrite,
-    )
-    out.print(loop.summary(), markup=False, highlight=False, soft_wrap=True)
-    out.print(f"loop store {loop_path} and report {loop.report} built in {time.perf_counter() - t1:.1f} s")
-    return 0
+    return _print_record(args, summary, f"AC power flow over {args.case}", out)

@@ -1,14 +1,19 @@
 """The ``gridtwin`` command: exit codes, summaries, errors, forwarding to the benchmarks."""
 
+import io
 import json
 import subprocess
 import sys
 import types
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from rich.console import Console
+from rich.progress import track
 
-from twin.cli import CommandError, main
+from twin.cli import CommandError, _build_parser, frame_table, library_bars_on_stderr, main, print_json
 
 
 def test_help_exits_zero_and_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
@@ -22,6 +27,13 @@ def test_help_exits_zero_and_shows_examples(capsys: pytest.CaptureFixture[str]) 
 def test_subcommand_help_exits_zero(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([command, "--help"]) == 0
     assert f"usage: gridtwin {command}" in capsys.readouterr().out
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    commands = _build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for command in set(commands) - {"bench"}:  # bench's --help is benchmarks/run.py's
+        assert main([command, "--help"]) == 0
+        assert f"usage: gridtwin {command}" in capsys.readouterr().out
 
 
 def test_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,6 +158,43 @@ def test_cases_lists_builtin_names(capsys: pytest.CaptureFixture[str]) -> None:
     assert {"case9", "case118", "cigre_mv"} <= set(names)
     assert main(["cases"]) == 0
     assert "SimBench" in capsys.readouterr().out
+
+
+def test_cases_json_lists_the_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cases", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {"case9", "case118"} <= set(doc["builtin"])
+    assert "1-MV-urban--0-sw" in doc["simbench_examples"]
+
+
+def test_print_json_writes_strict_json(capsys: pytest.CaptureFixture[str]) -> None:
+    frame = pd.DataFrame({"t": pd.to_datetime(["2016-01-01"]), "x": [np.nan]})
+    print_json({"nan": float("nan"), "inf": np.float64(np.inf), "n": np.int64(3), "when": pd.Timestamp(0), "f": frame})
+    doc = json.loads(capsys.readouterr().out)  # strict: no NaN/Infinity tokens
+    assert doc == {"nan": None, "inf": None, "n": 3, "when": "1970-01-01T00:00:00", "f": [
+        {"t": "2016-01-01T00:00:00.000", "x": None}
+    ]}  # fmt: skip
+
+
+def test_library_progress_bars_go_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    list(track(range(3), description="bar-on-default-console"))  # rich's default console: stdout
+    assert "bar-on-default-console" in capsys.readouterr().out
+    with library_bars_on_stderr():
+        list(track(range(3), description="bar-on-default-console"))
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "bar-on-default-console" in captured.err
+
+
+def test_frame_table_shows_index_and_cuts_long_frames() -> None:
+    frame = pd.DataFrame({"p_mw": np.arange(50.0)}, index=pd.Index([f"load/{i}" for i in range(50)], name="load"))
+    console = Console(width=100, record=True, file=io.StringIO())
+    table = frame_table(frame, "loads", max_rows=5)
+    assert table.title == "loads (first 5 of 50 rows)"
+    console.print(table)
+    text = console.export_text()
+    assert "load/4" in text
+    assert "load/5" not in text
 
 
 def test_python_m_twin_runs_the_command(tmp_path: Path) -> None:
