@@ -10,11 +10,21 @@ Rules (all deterministic for a given ``seed``):
   household has an EV (heat pump) with probability ``ev_share`` (``hp_share``), so a load gets
   ``Binomial(households, share)`` units behind one new load ``ev/<load id>`` (``hp/<load id>``) at its
   bus; loads that draw 0 units get none.
-- **EV charging (uncontrolled).** Per unit and day: arrival ~ N(18:00, 1.5 h) clipped to
-  [12:00, 23:45]; distance ~ Gamma(shape 2, mean 40 km); energy = km × 0.18 kWh/km, capped at
-  what the charger delivers in 12 h; charging at ``ev_kw`` from arrival until done. The energy of a
-  session is placed exactly (fractional first and last 15-min steps); sessions that end after the
-  last time step are truncated there.
+- **EV placement** (``ev_placement``): ``random`` as above; ``largest_loads`` or ``feeder_end`` place
+  ``round(share × households)`` chargers deterministically, filling the loads one after the other (every
+  household of a load before the next load) in the order of rated ``p_mw`` (largest first) or of the
+  electrical distance from the supply (``ext_grid`` buses; line length over in-service lines and transformers
+  whose switches are closed; farthest first; unreachable loads last).
+- **EV sessions** (:class:`EvSessions`, defaults in brackets): one session per charger and day. Arrival ~
+  N(``arrival_mean_h`` [18:00], ``arrival_std_h`` [1.5 h]); departure = the first time after arrival whose
+  clock time is drawn from N(``departure_mean_h`` [07:00], ``departure_std_h`` [1 h]), and at the latest the
+  next session's arrival (one car per charger). Energy = ``kwh_per_session`` or daily distance ~
+  Gamma(shape 2, mean ``km_per_day`` [40 km]) × ``kwh_per_km`` [0.18]. ``rule`` ``immediate``: charge at
+  ``ev_kw`` from arrival until done; ``spread``: constant power energy / parking time until departure. A
+  session gets at most ``ev_kw`` × parking time; the rest is counted as unserved (``ev_unserved_kwh``
+  attribute), never dropped silently. The energy of a session is placed exactly (fractional first and last
+  15-min steps); the previous day's sessions (charging into the first morning) are included, sessions that
+  end after the last time step are truncated there.
 - **Heat pumps.** Thermal demand = ``hp_kw_th`` × max(0, 15 °C − T) / (15 °C − (−12 °C)) (−12 °C
   design temperature); COP(T) = ``cop`` × (1 + 0.025/K × (T − 7 °C)), at least 1 (``cop`` is the
   A7/W35 rating, so COP falls in the cold); electric power = thermal / COP, capped at
@@ -25,24 +35,67 @@ Rules (all deterministic for a given ``seed``):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 from numpy.typing import NDArray
 from scipy.signal import lfilter
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import dijkstra
 
 from twin.grid import Grid
 
-__all__ = ["electrify", "heat_pump_p_kw", "synthesize_temperature"]
+__all__ = [
+    "EvSessions",
+    "draw_ev_sessions",
+    "electrify",
+    "feeder_distance_km",
+    "heat_pump_p_kw",
+    "synthesize_temperature",
+]
 
 _HOUSEHOLD_PEAK_MW = 0.002
-_KWH_PER_KM = 0.18
-_KM_MEAN, _KM_SHAPE = 40.0, 2.0
-_ARRIVAL_H, _ARRIVAL_SD_H = 18.0, 1.5
-_MAX_CHARGE_H = 12.0
+_KM_SHAPE = 2.0
+_SWITCH_KM = 1e-6  # length of a closed bus-bus switch or transformer in the distance graph (0 = no edge there)
 _T_HEAT_C, _T_DESIGN_C, _T_COP_RATED_C, _COP_SLOPE_PER_K = 15.0, -12.0, 7.0, 0.025
 _Q_PER_P = float(np.tan(np.arccos(0.98)))
 _DAY = pd.Timedelta("1D")
+Placement = Literal["random", "largest_loads", "feeder_end"]
+
+
+@dataclass(frozen=True)
+class EvSessions:
+    """How EV users charge (see the module docstring): clock times in hours after midnight, energies in kWh.
+
+    ``kwh_per_session`` (fixed energy) replaces the distance model (``km_per_day`` × ``kwh_per_km``) when given.
+    ``rule``: ``"immediate"`` (full power from arrival) or ``"spread"`` (constant power until departure).
+    """
+
+    arrival_mean_h: float = 18.0
+    arrival_std_h: float = 1.5
+    departure_mean_h: float = 7.0
+    departure_std_h: float = 1.0
+    kwh_per_session: float | None = None
+    km_per_day: float = 40.0
+    kwh_per_km: float = 0.18
+    rule: Literal["immediate", "spread"] = "immediate"
+
+    def __post_init__(self) -> None:
+        for name in ("arrival_mean_h", "departure_mean_h"):
+            if not 0.0 <= getattr(self, name) < 24.0:
+                raise ValueError(f"{name}={getattr(self, name)} must be a clock time in [0, 24) h")
+        for name in ("arrival_std_h", "departure_std_h"):
+            if not getattr(self, name) >= 0.0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0 h")
+        for name in ("kwh_per_session", "km_per_day", "kwh_per_km"):
+            value = getattr(self, name)
+            if value is not None and not value > 0.0:
+                raise ValueError(f"{name}={value} must be positive")
+        if self.rule not in ("immediate", "spread"):
+            raise ValueError(f"rule={self.rule!r}: use 'immediate' or 'spread'")
 
 
 def synthesize_temperature(time: pd.DatetimeIndex | xr.DataArray, seed: int = 0) -> xr.DataArray:
@@ -103,6 +156,8 @@ def electrify(
     cop: float = 3.0,
     temperature: xr.DataArray | NDArray[np.float64] | None = None,
     seed: int = 0,
+    ev_sessions: EvSessions | None = None,
+    ev_placement: Placement = "random",
 ) -> tuple[Grid, xr.Dataset]:
     """Add EV chargers and heat pumps to a grid and its load profiles.
 
@@ -125,27 +180,59 @@ def electrify(
         Outdoor temperature, °C, one value per time step; synthetic (:func:`synthesize_temperature`) if omitted.
     seed : int
         Random seed; equal seeds give equal results.
+    ev_sessions : EvSessions, optional
+        Arrival, departure, energy and charging rule of the EV sessions (default: ``EvSessions()``).
+    ev_placement : {"random", "largest_loads", "feeder_end"}
+        Which households get the EVs (module docstring).
 
     Returns
     -------
     (Grid, xarray.Dataset)
         The grid with new loads ``ev/<load id>`` and ``hp/<load id>`` (``p_mw`` = their rated power)
         and the profiles with their columns added to ``load_p_mw``/``load_q_mvar``, plus
-        ``temperature_degc`` (time) and ``n_units`` (load: EVs or heat pumps behind each new load).
+        ``temperature_degc`` (time) and ``n_units`` (load: EVs or heat pumps behind each new load); attrs
+        ``ev_unserved_kwh`` (energy the sessions asked for but could not get before departure, kWh) and
+        ``ev_sessions_short`` (how many such sessions).
     """
     _check_inputs(grid, profiles, ev_share, ev_kw, hp_share, hp_kw_th, cop)
+    sessions = ev_sessions or EvSessions()
     time = pd.DatetimeIndex(profiles["time"].to_numpy())
     seq = np.random.SeedSequence(seed)
     rng_pick, rng_ev, seed_temp = (np.random.default_rng(s) for s in seq.spawn(3))
     temp = _temperature(temperature, time, int(seed_temp.integers(2**31)))
-    ev_units = _units_per_load(grid, ev_share, rng_pick)
+    ev_units = _units_per_load(grid, ev_share, rng_pick, ev_placement)
     hp_units = _units_per_load(grid, hp_share, rng_pick)
-    ev_p = _ev_profiles_mw(time, ev_units.to_numpy(), ev_kw, rng_ev)
+    table = draw_ev_sessions(time, ev_units.to_numpy(), ev_kw, sessions, rng_ev)
+    ev_p = _ev_power_mw(time, table, len(ev_units))
     hp_p = np.outer(heat_pump_p_kw(temp.to_numpy(), hp_kw_th, cop) / 1000.0, hp_units.to_numpy())
+    rated_mw = np.concatenate([ev_units.to_numpy() * ev_kw, hp_units.to_numpy() * hp_kw_th / cop * 1.5]) / 1000.0
+    out, ds = _add_loads(grid, profiles, ev_units, hp_units, np.hstack([ev_p, hp_p]), rated_mw)
+    ds["temperature_degc"] = temp
+    short = table["energy_kwh"] - table["delivered_kwh"] > 1e-9
+    ds.attrs.update(
+        {
+            "electrify": f"ev_share={ev_share}, ev_kw={ev_kw}, hp_share={hp_share}, seed={seed}, "
+            f"ev_placement={ev_placement}, ev_sessions={sessions}",
+            "ev_unserved_kwh": float((table["energy_kwh"] - table["delivered_kwh"]).sum()),
+            "ev_sessions_short": int(short.sum()),
+        }
+    )
+    return out, ds
+
+
+def _add_loads(
+    grid: Grid,
+    profiles: xr.Dataset,
+    ev_units: pd.Series,
+    hp_units: pd.Series,
+    p_mw: NDArray[np.float64],
+    rated_mw: NDArray[np.float64],
+) -> tuple[Grid, xr.Dataset]:
+    """Grid and profiles with the loads ``ev/<id>`` and ``hp/<id>`` (profiles ``p_mw``: time × device) added."""
     ev_ids = [f"ev/{i}" for i in ev_units.index]
     hp_ids = [f"hp/{i}" for i in hp_units.index]
-    rated_mw = np.concatenate([ev_units.to_numpy() * ev_kw, hp_units.to_numpy() * hp_kw_th / cop * 1.5]) / 1000.0
     new_ids = ev_ids + hp_ids
+    time = profiles["time"].to_numpy()
     out = grid.copy()
     buses = grid.tables["load"]["bus"]
     out.add(
@@ -160,13 +247,11 @@ def electrify(
         ),
         ids=new_ids,
     )
-    p_new = xr.DataArray(np.hstack([ev_p, hp_p]), dims=("time", "load"), coords={"time": time, "load": new_ids})
+    p_new = xr.DataArray(p_mw, dims=("time", "load"), coords={"time": time, "load": new_ids})
     ds = profiles.reindex(load=np.concatenate([profiles["load"].to_numpy(), new_ids]))  # other vars: NaN for new
     ds["load_p_mw"] = xr.concat([profiles["load_p_mw"], p_new], dim="load").assign_attrs(units="MW")
     ds["load_q_mvar"] = xr.concat([profiles["load_q_mvar"], p_new * _Q_PER_P], dim="load").assign_attrs(units="Mvar")
-    ds["temperature_degc"] = temp
     ds["n_units"] = xr.DataArray(np.concatenate([ev_units, hp_units]), dims="new_load", coords={"new_load": new_ids})
-    ds.attrs.update({"electrify": f"ev_share={ev_share}, ev_kw={ev_kw}, hp_share={hp_share}, seed={seed}"})
     return out, ds
 
 
@@ -220,41 +305,144 @@ def _temperature(
     return xr.DataArray(values, dims="time", coords={"time": time}, name="temperature_degc", attrs={"units": "degC"})
 
 
-def _units_per_load(grid: Grid, share: float, rng: np.random.Generator) -> pd.Series:
-    """Return devices per load id (only loads with at least one), drawn as in the module docstring."""
+def _units_per_load(grid: Grid, share: float, rng: np.random.Generator, placement: Placement = "random") -> pd.Series:
+    """Return devices per load id (only loads with at least one), placed as in the module docstring."""
     loads = grid.tables["load"]
     loads = loads[loads["in_service"]]
     households = np.maximum(1, np.round(loads["p_mw"].to_numpy() / _HOUSEHOLD_PEAK_MW)).astype(np.int64)
-    counts = pd.Series(rng.binomial(households, share), index=loads.index)
-    return counts[counts > 0]
+    if placement == "random":
+        counts = pd.Series(rng.binomial(households, share), index=loads.index)
+        return counts[counts > 0]
+    if placement == "largest_loads":
+        key = loads["p_mw"].to_numpy()
+    elif placement == "feeder_end":
+        dist = feeder_distance_km(grid).reindex(loads["bus"].to_numpy()).to_numpy()
+        key = np.where(np.isfinite(dist), dist, -1.0)  # unreachable loads last
+    else:
+        raise ValueError(f"placement={placement!r}: use 'random', 'largest_loads' or 'feeder_end'")
+    order = np.argsort(-key, kind="stable")  # ties: the grid's load order
+    n = round(share * households.sum())
+    before = np.cumsum(households[order]) - households[order]
+    counts = np.zeros(len(loads), dtype=np.int64)
+    counts[order] = np.clip(n - before, 0, households[order])
+    out = pd.Series(counts, index=loads.index)
+    return out[out > 0]
+
+
+def feeder_distance_km(grid: Grid) -> pd.Series:
+    """Electrical distance of every bus from the supply, km (``inf`` where no ``ext_grid`` bus reaches it).
+
+    Edges: in-service lines (their ``length_km``), two- and three-winding transformers, and closed bus-bus
+    switches; a line or transformer with an open switch is cut. Supply: the buses of in-service ``ext_grid`` elements.
+    """
+    tables = grid.tables
+    buses = pd.Index(tables["bus"].index)
+    sw = tables["switch"]
+    sw_open = sw[~sw["closed"].astype(bool)]
+    rows, cols, km = [], [], []
+    edges = (("line", "l", "from_bus", "to_bus"), ("trafo", "t", "hv_bus", "lv_bus"))
+    edges += (("trafo3w", "t3", "hv_bus", "mv_bus"), ("trafo3w", "t3", "hv_bus", "lv_bus"))
+    for name, et, a, b in edges:
+        df = tables[name]
+        cut = sw_open.loc[sw_open["et"] == et, "element"]
+        df = df[df["in_service"].astype(bool) & ~df.index.isin(cut)]
+        rows.append(df[a].to_numpy())
+        cols.append(df[b].to_numpy())
+        km.append(df["length_km"].to_numpy(float) if name == "line" else np.full(len(df), _SWITCH_KM))
+    closed_bb = sw[(sw["et"] == "b") & sw["closed"].astype(bool)]
+    rows.append(closed_bb["bus"].to_numpy())
+    cols.append(closed_bb["element"].to_numpy())
+    km.append(np.full(len(closed_bb), _SWITCH_KM))
+    i, j = buses.get_indexer(np.concatenate(rows)), buses.get_indexer(np.concatenate(cols))
+    weight = np.maximum(np.concatenate(km), _SWITCH_KM)
+    graph = coo_matrix((weight, (i, j)), shape=(len(buses), len(buses))).tocsr()
+    ext = tables["ext_grid"]
+    sources = buses.get_indexer(ext.loc[ext["in_service"].astype(bool), "bus"].to_numpy())
+    if not len(sources):
+        raise ValueError(f"grid {grid.name!r} has no in-service ext_grid: 'feeder_end' needs a supply point")
+    dist = dijkstra(graph, directed=False, indices=sources, min_only=True)
+    return pd.Series(dist, index=buses, name="distance_km")
+
+
+def draw_ev_sessions(
+    time: pd.DatetimeIndex,
+    units: NDArray[np.int64],
+    ev_kw: float,
+    sessions: EvSessions,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Draw one charging session per EV and day (module docstring), from the day before ``time[0]`` on.
+
+    Parameters
+    ----------
+    time : DatetimeIndex
+        Regular time steps.
+    units : array of int
+        EVs behind each device (new load).
+    ev_kw : float
+        Charger power, kW.
+    sessions : EvSessions
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per session: ``device`` (position), ``arrival_h`` / ``departure_h`` / ``end_h`` (hours after
+        ``time[0]``; ``end_h``: charging ends), ``energy_kwh`` (asked for), ``delivered_kwh``, ``power_kw``.
+    """
+    day0 = time[0].floor("D") - _DAY
+    n_days = int((time[-1].floor("D") - day0) / _DAY) + 1
+    device = np.repeat(np.arange(len(units)), units)
+    shape = (len(device), n_days)
+    day_h = (day0 - time[0]) / pd.Timedelta("1h") + 24.0 * np.arange(n_days)
+    arrival = day_h + rng.normal(sessions.arrival_mean_h, sessions.arrival_std_h, shape)
+    departure = day_h + rng.normal(sessions.departure_mean_h, sessions.departure_std_h, shape)
+    departure += 24.0 * np.where(departure <= arrival, np.floor((arrival - departure) / 24.0) + 1.0, 0.0)
+    departure[:, :-1] = np.minimum(departure[:, :-1], arrival[:, 1:])  # one car per charger
+    parked_h = np.maximum(departure - arrival, 0.0)
+    if sessions.kwh_per_session is not None:
+        energy = np.full(shape, sessions.kwh_per_session)
+    else:
+        energy = rng.gamma(_KM_SHAPE, sessions.km_per_day / _KM_SHAPE, shape) * sessions.kwh_per_km
+    delivered = np.minimum(energy, ev_kw * parked_h)
+    if sessions.rule == "immediate":
+        power, end = np.full(shape, ev_kw), arrival + delivered / ev_kw
+    else:
+        power = np.divide(delivered, parked_h, out=np.zeros(shape), where=parked_h > 0)
+        end = departure
+    cols = {"arrival_h": arrival, "departure_h": departure, "end_h": end, "energy_kwh": energy}
+    cols |= {"delivered_kwh": delivered, "power_kw": power}
+    return pd.DataFrame({"device": np.repeat(device, n_days)} | {k: v.ravel() for k, v in cols.items()})
+
+
+def _ev_power_mw(time: pd.DatetimeIndex, table: pd.DataFrame, n_devices: int) -> NDArray[np.float64]:
+    """Charging power (time, device), MW, of the sessions in ``table`` (:func:`draw_ev_sessions`).
+
+    Each session is a box of height ``power_kw`` from arrival to its end; the step energies come from a
+    difference array (fractional first and last steps) summed with one ``bincount`` and a cumulative sum.
+    """
+    n_t, dt_h = len(time), _step_hours(time)
+    dev = table["device"].to_numpy()
+    power = table["power_kw"].to_numpy()
+    diff = np.zeros(n_devices * (n_t + 2))
+    for col, sign in (("arrival_h", 1.0), ("end_h", -1.0)):
+        edge = np.clip(table[col].to_numpy() / dt_h, 0.0, n_t)
+        whole = np.floor(edge).astype(np.int64)
+        frac = edge - whole
+        base = dev * (n_t + 2) + whole
+        diff += sign * np.bincount(base, power * (1.0 - frac), minlength=diff.size)
+        diff += sign * np.bincount(base + 1, power * frac, minlength=diff.size)
+    kw = np.cumsum(diff.reshape(n_devices, n_t + 2), axis=1)[:, :n_t]
+    return np.ascontiguousarray(kw.T) / 1000.0
 
 
 def _ev_profiles_mw(
-    time: pd.DatetimeIndex, units: NDArray[np.int64], ev_kw: float, rng: np.random.Generator
+    time: pd.DatetimeIndex,
+    units: NDArray[np.int64],
+    ev_kw: float,
+    rng: np.random.Generator,
+    sessions: EvSessions | None = None,
 ) -> NDArray[np.float64]:
-    """Return uncontrolled charging power (time, device), MW, of ``units[d]`` EVs behind device ``d``.
-
-    Each session's power is a box from arrival to end; its step energies come from a difference
-    array (fractional first and last steps) summed with one ``bincount`` and a cumulative sum.
-    """
-    n_t, dt_h = len(time), _step_hours(time)
-    day0 = time[0].floor("D")
-    n_days = int((time[-1].floor("D") - day0) / _DAY) + 1
-    device = np.repeat(np.arange(len(units)), units)
-    arrival_h = np.clip(rng.normal(_ARRIVAL_H, _ARRIVAL_SD_H, (len(device), n_days)), 12.0, 23.75)
-    km = rng.gamma(_KM_SHAPE, _KM_MEAN / _KM_SHAPE, (len(device), n_days))
-    energy_kwh = np.minimum(km * _KWH_PER_KM, ev_kw * _MAX_CHARGE_H)
-    offset_h = (day0 - time[0]) / pd.Timedelta("1h") + 24.0 * np.arange(n_days)
-    start = (offset_h + arrival_h) / dt_h  # in steps from time[0]
-    end = start + energy_kwh / ev_kw / dt_h
-    dev = np.broadcast_to(device[:, None], start.shape)
-    diff = np.zeros(len(units) * (n_t + 2))
-    for edge, sign in ((start, 1.0), (end, -1.0)):
-        edge_c = np.clip(edge, 0.0, n_t)
-        whole = np.floor(edge_c).astype(np.int64)
-        frac = edge_c - whole
-        base = dev * (n_t + 2) + whole
-        diff += sign * np.bincount(base.ravel(), (1.0 - frac).ravel(), minlength=diff.size)
-        diff += sign * np.bincount((base + 1).ravel(), frac.ravel(), minlength=diff.size)
-    share_of_step = np.cumsum(diff.reshape(len(units), n_t + 2), axis=1)[:, :n_t]
-    return np.ascontiguousarray(share_of_step.T) * ev_kw / 1000.0
+    """Charging power (time, device), MW, of ``units[d]`` EVs behind device ``d`` (sessions drawn with ``rng``)."""
+    table = draw_ev_sessions(time, units, ev_kw, sessions or EvSessions(), rng)
+    return _ev_power_mw(time, table, len(units))

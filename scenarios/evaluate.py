@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from scenarios.spec import Base, Scenario
     from twin.grid import Grid
 
-__all__ = ["PERCENTILES", "evaluate", "load_base", "run_scenario"]
+__all__ = ["PERCENTILES", "evaluate", "load_base", "read_store_profiles", "run_scenario"]
 
 PERCENTILES = np.arange(0, 101, 5)
 _PROFILE_VARS = ("load_p_mw", "load_q_mvar", "sgen_p_mw", "sgen_q_mvar", "storage_p_mw")
@@ -121,13 +121,16 @@ def _energy_not_served(grid: Grid, profiles: xr.Dataset, loading: np.ndarray, st
 def load_base(base: Base) -> tuple[Grid, xr.Dataset]:
     """Return the base grid and its profiles over the base period (cached per process; do not modify them).
 
-    Profiles come from SimBench for SimBench codes; other grids need measured profiles from ``base.store``,
-    which is not read yet.
+    With ``base.store`` the profiles are the store's measured series (:func:`read_store_profiles`); otherwise
+    they come from SimBench, which needs a SimBench code as ``base.grid``.
     """
+    if base.store is not None:
+        grid = load(base.grid)
+        return grid, read_store_profiles(base.store, grid, pd.Timestamp(base.start), pd.Timestamp(base.stop))
     if not is_simbench_code(base.grid):
         raise ValueError(
-            f"base grid {base.grid!r}: profiles are only available for SimBench codes so far "
-            "(reading them from 'store' is not implemented); use a SimBench code such as '1-MV-urban--0-sw'"
+            f"base grid {base.grid!r}: profiles come from SimBench only for SimBench codes (such as "
+            "'1-MV-urban--0-sw'); for another grid give 'store:' (a gridtwin store with a 'loads' group)"
         )
     first = int((pd.Timestamp(base.start) - SIMBENCH_START) / SIMBENCH_STEP)
     last = int(np.ceil((pd.Timestamp(base.stop) - SIMBENCH_START) / SIMBENCH_STEP))
@@ -136,8 +139,114 @@ def load_base(base: Base) -> tuple[Grid, xr.Dataset]:
     return load(base.grid), read_simbench_profiles(base.grid, steps=slice(first, last))
 
 
+def read_store_profiles(path: str, grid: Grid, start: pd.Timestamp, stop: pd.Timestamp) -> xr.Dataset:
+    """Read a store's input groups over ``[start, stop)`` as scenario profiles for ``grid``.
+
+    Groups (``twin.timeseries.powerflow.INPUT_GROUPS``, as ``write_profiles`` and ``derive.write_loads`` write
+    them): ``loads`` (``p_mw``, ``q_mvar`` on (time, load)) is required; ``sgens`` (``p_mw``, optional
+    ``q_mvar``) and ``storage`` (``p_mw``) are read when present (without them those elements run at their
+    grid-table power). Store ids are grid ids; each group must hold exactly the grid's in-service elements of
+    its kind, with a value at every step of the period.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``load_p_mw``, ``load_q_mvar`` (time, load), ``sgen_p_mw`` … in grid-table order, MW / Mvar.
+
+    Raises
+    ------
+    ValueError
+        Naming the store, group and ids or steps when the store lacks the ``loads`` group, does not cover the
+        period, has ids the grid lacks (or lacks grid ids) or has missing values.
+    """
+    from twin.timeseries.powerflow import INPUT_GROUPS
+    from twin.timeseries.store import Store
+
+    store = Store.open(path, mode="r")
+    if "loads" not in store.groups():
+        raise ValueError(
+            f"store {path} has no 'loads' group (it has {store.groups()}); write one from meters "
+            "(twin.timeseries.derive.write_loads) or from profiles (twin.timeseries.powerflow.write_profiles)"
+        )
+    out = {}
+    for group, names in INPUT_GROUPS.items():
+        if group not in store.groups():
+            continue
+        kind = group.rstrip("s")
+        ds = _period(store.dataset(group), path, group, start, stop)
+        ids = _grid_ids(grid, kind, ds[kind].to_numpy().astype(str), path, group)
+        for name in names:
+            var = name.split("_", 1)[1]
+            if var not in ds:
+                if name in ("load_p_mw", "load_q_mvar", "sgen_p_mw", "storage_p_mw"):
+                    raise ValueError(f"store {path}, group {group!r}: no {var!r} variable; it has {list(ds)}")
+                continue
+            da = ds[var].load().transpose("time", kind)
+            da = da.assign_coords({kind: da[kind].to_numpy().astype(str).astype(object)}).sel({kind: ids})
+            _check_finite(da, path, group, var)
+            out[name] = da.drop_vars([c for c in da.coords if c not in ("time", kind)]).assign_attrs(
+                units="Mvar" if var.endswith("mvar") else "MW"
+            )
+    return xr.Dataset(out, attrs={"source": f"store {path}"})
+
+
+def _period(ds: xr.Dataset, path: str, group: str, start: pd.Timestamp, stop: pd.Timestamp) -> xr.Dataset:
+    """The steps of ``ds`` in ``[start, stop)``; raise when the group does not cover the period."""
+    time = pd.DatetimeIndex(ds["time"].to_numpy())
+    if len(time) < 2:
+        raise ValueError(f"store {path}, group {group!r}: fewer than 2 time steps")
+    step = time[1] - time[0]
+    inside = (time >= start) & (time < stop)
+    expected = int(np.ceil((stop - start) / step))
+    if inside.sum() != expected or time[inside][0] != start:
+        raise ValueError(
+            f"store {path}, group {group!r} covers {time[0]} .. {time[-1]} (step {step}) with {int(inside.sum())} "
+            f"of the {expected} steps of the base period {start} .. {stop}; choose 'start'/'days' inside it"
+        )
+    return ds.isel(time=np.flatnonzero(inside))
+
+
+def _grid_ids(grid: Grid, kind: str, store_ids: np.ndarray, path: str, group: str) -> list[str]:
+    """The grid's in-service ``kind`` ids in table order; raise when the store's ids differ from them."""
+    table = grid.tables[kind]
+    wanted = table.index[table["in_service"].astype(bool)].astype(str)
+    unknown = pd.Index(store_ids).difference(table.index.astype(str))
+    missing = wanted.difference(pd.Index(store_ids))
+    if len(unknown) or len(missing):
+        raise ValueError(
+            f"store {path}, group {group!r} does not match grid {grid.name!r}: "
+            + (
+                f"{len(unknown)} store id(s) the grid has no {kind} of, e.g. {unknown[:5].tolist()}; "
+                if len(unknown)
+                else ""
+            )
+            + (
+                f"{len(missing)} in-service grid {kind}(s) without a series, e.g. {missing[:5].tolist()}; "
+                if len(missing)
+                else ""
+            )
+            + f"grid ids look like {table.index[:3].astype(str).tolist()}: use a store derived for this grid"
+        )
+    return list(table.index[table.index.astype(str).isin(store_ids)].astype(str))
+
+
+def _check_finite(da: xr.DataArray, path: str, group: str, var: str) -> None:
+    """Raise naming the first missing value (element id and time) of a store series."""
+    bad = ~np.isfinite(da.to_numpy())
+    if bad.any():
+        t, e = np.argwhere(bad)[0]
+        raise ValueError(
+            f"store {path}, group {group!r}, {var}: {int(bad.sum())} missing value(s) in the base period, first "
+            f"{da.dims[1]} {da[da.dims[1]].to_numpy()[e]!r} at {pd.Timestamp(da['time'].to_numpy()[t])}; "
+            "fill the gaps (gridtwin clean) or choose a period without them"
+        )
+
+
 def run_scenario(scenario: Scenario, base: Base, *, shed: bool = False) -> xr.Dataset:
     """Load the base (cached), apply ``scenario`` and evaluate it; attrs get ``scenario`` (its name).
+
+    With ``ev`` modifications the attrs also carry ``ev_unserved_kwh`` and ``ev_sessions_short`` (see
+    :mod:`scenarios.modify`).
 
     Parameters
     ----------
@@ -154,6 +263,9 @@ def run_scenario(scenario: Scenario, base: Base, *, shed: bool = False) -> xr.Da
     if scenario.n_minus_1:
         out = out.merge(n_minus_1_statistics(new_grid, new_profiles))
     out.attrs["scenario"] = scenario.name
+    for key in ("ev_unserved_kwh", "ev_sessions_short"):  # EV energy that did not fit before departure
+        if key in new_profiles.attrs:
+            out.attrs[key] = new_profiles.attrs[key]
     return out
 
 

@@ -3,7 +3,9 @@
 Profiles are the format of :func:`twin.read_simbench_profiles`: ``load_p_mw``/``load_q_mvar`` on (time, load),
 ``sgen_p_mw`` on (time, sgen), optional ``storage_p_mw`` on (time, storage), MW / Mvar. Modifications may add
 ``temperature_degc`` (time) and, for devices added by ``ev``/``heat_pumps``, ``n_units``, ``hp_kw_th`` and
-``hp_cop`` on ``new_load`` (as :func:`scenarios.electrify` does). See ``docs/design/scenarios.md``.
+``hp_cop`` on ``new_load`` (as :func:`scenarios.electrify` does), and ``ev`` the attrs ``ev_unserved_kwh`` and
+``ev_sessions_short`` (EV energy that did not fit before departure, summed over the scenario's ``ev`` entries).
+See ``docs/design/scenarios.md``.
 """
 
 from __future__ import annotations
@@ -196,22 +198,36 @@ def _graft(
     return grid, out
 
 
+def _ev_area(grid: Grid, mod: Ev) -> list[str] | None:
+    """Load ids of an EV modification's area: ``loads``, the loads at ``buses``, or ``None`` (every household)."""
+    if mod.buses is None:
+        return mod.loads
+    _check_ids(grid, ("bus",), mod.buses, "bus")
+    loads = grid.tables["load"]
+    ids = loads.index[loads["bus"].isin(mod.buses) & ~loads.index.astype(str).str.startswith(("ev/", "hp/"))]
+    if not len(ids):
+        raise ModificationError(f"buses {mod.buses[:5]} have no household loads to put EV chargers at")
+    return list(ids)
+
+
 def _apply_ev(mod: Ev, grid: Grid, profiles: xr.Dataset) -> tuple[Grid, xr.Dataset]:
     """Add EV chargers (``ev/<load>``) via :func:`scenarios.electrify`."""
+    area = _ev_area(grid, mod)
     share = mod.share
     if share is None:
-        sub = _households(grid, mod.loads).tables["load"]
+        sub = _households(grid, area).tables["load"]
         households = int(np.maximum(1, np.round(sub["p_mw"].to_numpy() / _HOUSEHOLD_MW)).sum())
         if mod.n_chargers is None or mod.n_chargers > households:
             raise ModificationError(f"n_chargers={mod.n_chargers} exceeds the {households} households of the area")
         share = mod.n_chargers / households
     kwargs = {"ev_share": share, "ev_kw": mod.kw, "hp_share": 0.0}
-    new_prof, rows, units = _electrify(grid, profiles, mod.loads, kwargs, mod.seed)
-    shift = round((mod.arrival_h - 18.0) / _step_h(profiles))
-    if shift:  # electrify's mean arrival is 18:00; a later mean moves every session (wrapping at the ends)
-        new_prof = new_prof.assign({v: new_prof[v].roll(time=shift, roll_coords=False) for v in _LOAD_VARS})
+    kwargs |= {"ev_sessions": mod.sessions, "ev_placement": mod.placement}
+    new_prof, rows, units = _electrify(grid, profiles, area, kwargs, mod.seed)
     nan = xr.full_like(units, np.nan, dtype=np.float64)
-    return _graft(grid, profiles, new_prof, rows, {"n_units": units, "hp_kw_th": nan, "hp_cop": nan})
+    grid, out = _graft(grid, profiles, new_prof, rows, {"n_units": units, "hp_kw_th": nan, "hp_cop": nan})
+    for key in ("ev_unserved_kwh", "ev_sessions_short"):  # accumulated over the scenario's ev modifications
+        out.attrs[key] = profiles.attrs.get(key, 0) + new_prof.attrs[key]
+    return grid, out
 
 
 def _apply_heat_pumps(mod: HeatPumps, grid: Grid, profiles: xr.Dataset) -> tuple[Grid, xr.Dataset]:

@@ -107,3 +107,46 @@ def test_bench_all_writes_one_json_and_one_markdown(tmp_path: Path) -> None:
     md = out.with_suffix(".md").read_text()
     assert "| shed |" in md
     assert "| single |" in md
+    assert [c["case"] for c in report["cases"]][:2] == ["case14", "case14"]  # --smoke: pf on case14
+    assert report["cases"][0]["buses"] == 14
+    assert md.startswith("gridtwin ")  # versions, commit and machine: how to cite the run
+    assert "| pf | case14 | 14 | 20 |" in md
+
+
+def test_case_sizes_match_the_nets() -> None:
+    from benchmarks.cases import build_net
+    from benchmarks.run import CASE_SIZES
+
+    for name, size in CASE_SIZES.items():
+        net = build_net(name)
+        assert size["buses"] == len(net.bus), name
+        assert size["branches"] == len(net.line) + len(net.trafo) + len(net.trafo3w), name
+        assert size["loads"] == len(net.load), name
+        assert size.get("sgens", len(net.sgen)) == len(net.sgen), name
+
+
+def test_bench_all_case_list_names_grids_sizes_and_versions() -> None:
+    from benchmarks.run import ALL_SUITES, _cases_markdown, case_list, machine_info
+
+    full = case_list(list(ALL_SUITES))
+    assert {c["suite"] for c in full} == set(ALL_SUITES)
+    pf = [c for c in full if c["suite"] == "pf"]
+    assert [c["case"] for c in pf[:2]] == ["case1354pegase", "case9241pegase"]
+    assert pf[0]["buses"] == 1354
+    assert pf[1]["branches"] == 16049
+    assert (pf[2]["case"], pf[2]["steps"], pf[2]["timed"]) == ("case1354pegase", 1000, "random load snapshots")
+    assert pf[3]["case"] == "1-MV-urban--0-sw (SimBench scenario 0)"
+    assert pf[3]["buses"] == 144
+    (scen,) = [c for c in full if c["suite"] == "scenarios"]
+    assert scen["steps"] == "64 × 30 d"
+    smoke = case_list(["pf", "contingency"], quick=True, smoke=True)
+    assert (smoke[0]["case"], smoke[0]["buses"], smoke[0]["branches"], smoke[0]["steps"]) == ("case14", 14, 20, 1)
+    assert smoke[-1]["steps"] == 24
+    md = _cases_markdown({"machine": machine_info(), "cases": smoke})
+    assert md.splitlines()[0].startswith("gridtwin ")
+    assert "pandapower " in md.splitlines()[0]
+    assert "numba " in md.splitlines()[0]
+    assert (
+        "| pf | case14 | 14 | 20 | 1 | one AC power flow | lightsim2grid, pandapower | gridtwin bench pf --quick |"
+        in md
+    )

@@ -9,7 +9,7 @@ import xarray as xr
 
 import twin
 from scenarios import electrify, heat_pump_p_kw, synthesize_temperature
-from scenarios.electrify import _ev_profiles_mw
+from scenarios.electrify import EvSessions, _ev_profiles_mw, draw_ev_sessions
 from solvers import run_pf_timeseries
 from twin.validate import find_problems
 
@@ -73,18 +73,18 @@ def test_household_rule_scales_mv_aggregates(simbench) -> None:
 
 
 def test_ev_energy_is_the_sum_of_session_energies() -> None:
-    # 5 days plus the next morning: every session (arrival <= 23:45, at most 12 h) ends inside the window
-    time = pd.date_range("2016-01-01", periods=96 * 5 + 47, freq="15min")
+    time = pd.date_range("2016-01-01", periods=96 * 5, freq="15min")
     units = np.array([1, 3, 2])
     p_mw = _ev_profiles_mw(time, units, 11.0, np.random.default_rng(7))
-    rng = np.random.default_rng(7)  # same draws, same order: arrival, then distance (6 days)
-    rng.normal(size=(units.sum(), 6))
-    energy_kwh = np.minimum(rng.gamma(2.0, 20.0, (units.sum(), 6)) * 0.18, 11.0 * 12)[:, :5]
-    per_device = np.bincount(np.repeat(np.arange(3), units), energy_kwh.sum(axis=1))
+    table = draw_ev_sessions(time, units, 11.0, EvSessions(), np.random.default_rng(7))  # the same draws
+    # each session is a box of power_kw from arrival to end; the profile holds the part inside the 5 days
+    inside_h = np.clip(table["end_h"], 0, 120) - np.clip(table["arrival_h"], 0, 120)
+    per_device = np.bincount(table["device"], table["power_kw"] * inside_h, minlength=3)
     np.testing.assert_allclose(p_mw.sum(axis=0) * 1000 * 0.25, per_device, rtol=1e-9)
+    assert (table["arrival_h"] < 0).any()  # the day before: its sessions charge into the first night
     assert p_mw.max() <= units.max() * 11.0 / 1000 + 1e-12
     hours = time.hour.to_numpy()
-    assert p_mw[(hours >= 8) & (hours < 12)].sum() < 1e-3 * p_mw.sum()  # nobody charges in the morning
+    assert p_mw[(hours >= 9) & (hours < 12)].sum() < 1e-3 * p_mw.sum()  # nobody charges in the late morning
 
 
 def test_ev_fleet_statistics(simbench) -> None:
