@@ -39,7 +39,16 @@ if TYPE_CHECKING:
 
     from numpy.typing import NDArray
 
-__all__ = ["SuiteConfig", "machine_info", "main", "summarize", "to_markdown", "year_memory_worker"]
+__all__ = [
+    "CASE_SIZES",
+    "SuiteConfig",
+    "case_list",
+    "machine_info",
+    "main",
+    "summarize",
+    "to_markdown",
+    "year_memory_worker",
+]
 
 SUITES = ("single", "snapshots", "simbench", "year")
 
@@ -692,7 +701,8 @@ def _parser() -> argparse.ArgumentParser:
         "suite",
         choices=["pf", "cim", "ingest", "predict", "shed"],
         help="suite: 'pf' (AC power flow), 'cim' (CGMES import), 'ingest' (meter readings), 'predict' (overloads), "
-        "'shed' (shedding LP build/solve vs linopy; --quick: MV case only)",
+        "'shed' (shedding LP build/solve vs linopy; --quick: MV case only); also 'all', and 'scenarios', "
+        "'contingency', 'api' with their own options (see 'gridtwin bench api --help')",
     )
     p.add_argument("--rows", type=int, default=10_000_000, help="ingest: readings to ingest (default 10 million)")
     p.add_argument("--quick", action="store_true", help="fewer repeats and steps (smoke check of the suite)")
@@ -710,7 +720,120 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-ALL_SUITES = ("pf", "cim", "ingest", "predict", "shed", "scenarios", "contingency")
+ALL_SUITES = ("pf", "cim", "ingest", "predict", "shed", "scenarios", "contingency", "api")
+
+#: Sizes of the benchmark grids as pandapower builds them (``benchmarks.cases.build_net``); branches = lines +
+#: transformers. Checked against the nets by ``tests/benchmarks/test_bench_smoke.py``; see ``benchmarks/CASES.md``.
+CASE_SIZES: dict[str, dict[str, int]] = {
+    "case14": {"buses": 14, "branches": 20, "loads": 11},
+    "case1354pegase": {"buses": 1354, "branches": 1991, "loads": 621},
+    "case9241pegase": {"buses": 9241, "branches": 16049, "loads": 4461},
+    "1-MV-urban--0-sw": {"buses": 144, "branches": 149, "loads": 139, "sgens": 134},
+}
+
+
+_CIM_CASE = (
+    "ENTSO-E RealGrid, SmallGrid; PEGASE 9241 (PowSyBl)",
+    1,
+    "CGMES import",
+    "pandapower, PowSyBl",
+    "bench cim",
+)
+
+
+def _case(suite: str, case: str, steps: int | str, timed: str, peer: str, command: str) -> dict[str, Any]:
+    size = CASE_SIZES.get(case.split(" ", maxsplit=1)[0], {})
+    return {"suite": suite, "case": case, **size, "steps": steps, "timed": timed, "peer": peer, "command": command}
+
+
+def case_list(suites: list[str], *, quick: bool = False, smoke: bool = False) -> list[dict[str, Any]]:
+    """The grids, sizes, steps, timed work and peers of the suites that ``bench all`` runs (``benchmarks/CASES.md``)."""
+    cfg = _config(argparse.Namespace(smoke=smoke, quick=quick, tol_pu=1e-8, max_iter=30, repeats=None))
+    mv, q, peers = (
+        f"{cases.SIMBENCH_CODE} (SimBench scenario 0)",
+        " --quick" if quick else "",
+        "lightsim2grid, pandapower",
+    )
+    table: dict[str, list[tuple[str, int | str, str, str, str]]] = {
+        "pf": [(c, 1, "one AC power flow", peers, f"bench pf{q}") for c in cfg.single_cases]
+        + [
+            (cfg.snapshot_case, cfg.n_snapshots, "random load snapshots", peers, f"bench pf{q}"),
+            (
+                f"{cfg.simbench_code} (SimBench scenario 0)",
+                cfg.n_simbench_steps,
+                "time-series AC PF",
+                peers,
+                f"bench pf{q}",
+            ),
+        ],
+        "cim": [_CIM_CASE],
+        "ingest": [
+            (
+                "synthetic, 10,000 meters",
+                1_000_000 if quick else 10_000_000,
+                "readings: file → durable store",
+                "pandas + to_zarr, InfluxDB 1.x",
+                f"bench ingest{q}",
+            )
+        ],
+        "predict": [(mv, "28 d history, 48 h × 3 quantiles", "forecast + batched PF", "none", "bench predict")],
+        "shed": [
+            (
+                f"{cases.SIMBENCH_CODE} electrified, 2016-01-06",
+                96,
+                "shedding LP build + solve",
+                "linopy",
+                f"bench shed{q}",
+            )
+        ]
+        + (
+            []
+            if quick
+            else [("synthetic radial, 100 × 100 loads", 96, "shedding LP build + solve", "linopy", "bench shed")]
+        ),
+        "scenarios": [
+            (
+                mv,
+                f"{16 if quick else 64} × {7 if quick else 30} d",
+                "set on 1 / 2 Dask workers",
+                "none",
+                "bench scenarios",
+            )
+        ],
+        "contingency": [
+            ("case1354pegase", 24 if quick else 96, "N-1 over the steps", "lightsim2grid", "bench contingency")
+        ],
+        "api": [
+            (
+                "1-LV-rural1--2-sw demo site",
+                f"{10 if quick else 60} s",
+                f"{10 if quick else 50} clients: reads, ingest, plans",
+                "none",
+                "bench api",
+            )
+        ],
+    }
+    return [_case(suite, *row) for suite in suites for row in table[suite]]
+
+
+def _cases_markdown(report: dict[str, Any]) -> str:
+    """The run's machine and versions (how to cite it) and its case list, as Markdown."""
+    m = report["machine"]
+    v = m["versions"]
+    lines = [
+        f"gridtwin {v.get('gridtwin')} (commit {m.get('gridtwin_commit') or 'unknown'}), pandapower "
+        f"{v.get('pandapower')}, lightsim2grid {v.get('lightsim2grid')}, numba {v.get('numba')}, Python "
+        f"{m['python']}; {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['date_utc']}",
+        "",
+        "| suite | case | buses | branches | steps | what is timed | peer | command |",
+        "|" + "---|" * 8,
+    ]
+    lines += [
+        f"| {c['suite']} | {c['case']} | {c.get('buses', '–')} | {c.get('branches', '–')} | {c['steps']} "
+        f"| {c['timed']} | {c['peer']} | gridtwin {c['command']} |"
+        for c in report["cases"]
+    ]
+    return "\n".join(lines)
 
 
 def run_all(argv: list[str]) -> int:
@@ -740,15 +863,20 @@ def run_all(argv: list[str]) -> int:
             from benchmarks.contingency import run_contingency_bench
 
             part.write_text(json.dumps(run_contingency_bench(n_steps=24 if args.quick else 96), default=float))
+        elif suite == "api":
+            from benchmarks import api
+
+            api.main(["--out", str(part), *(["--clients", "10", "--duration", "10"] if args.quick else [])])
         else:
             flags = [*(["--quick"] if args.quick and suite in ("pf", "ingest", "shed") else [])]
             flags += ["--smoke"] if args.smoke and suite == "pf" else []
             main([suite, *flags, "--out", str(part)])
         reports[suite] = json.loads(part.read_text())
         rows += reports[suite].get("results", []) if isinstance(reports[suite], dict) else []
-    report = {"suite": "all", "machine": machine_info(), "reports": reports, "results": rows}
+    report = {"suite": "all", "machine": machine_info(), "cases": case_list(suites, quick=args.quick, smoke=args.smoke)}
+    report |= {"reports": reports, "results": rows}
     out.write_text(json.dumps(report, indent=2, default=float))
-    md = to_markdown(report)
+    md = _cases_markdown(report) + "\n\n" + to_markdown(report)
     out.with_suffix(".md").write_text(md + "\n")
     print(f"\nall suites: {', '.join(suites)}\n\n{md}\n\nJSON written to {out}, Markdown to {out.with_suffix('.md')}")
     return 0
@@ -757,13 +885,13 @@ def run_all(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the suites named by ``argv``; print the table, write JSON; return the exit status.
 
-    ``scenarios`` and ``contingency`` have their own options and tables (``benchmarks/scenarios.py``,
-    ``benchmarks/contingency.py``): their arguments are passed on.
+    ``scenarios``, ``contingency`` and ``api`` have their own options and tables (``benchmarks/scenarios.py``,
+    ``benchmarks/contingency.py``, ``benchmarks/api.py``): their arguments are passed on.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "all":
         return run_all(argv[1:])
-    if argv and argv[0] in ("scenarios", "contingency"):
+    if argv and argv[0] in ("scenarios", "contingency", "api"):
         module = importlib.import_module(f"benchmarks.{argv[0]}")
         return int(module.main(argv[1:]) or 0)
     args = _parser().parse_args(argv)
