@@ -81,6 +81,10 @@ def _latest(da: xr.DataArray, dim: str) -> dict[str, Any]:
 def latest(request: Request, group: Group = "measurements", ids: Annotated[str | None, _IDS] = None) -> dict[str, Any]:
     """Last value and its time per device and variable (looked for in the last week of slots)."""
     site = request.app.state.site
+    return site.memo(group, ("latest", ids), lambda: _latest_doc(site, group, ids))
+
+
+def _latest_doc(site: Any, group: str, ids: str | None) -> dict[str, Any]:
     ds = _dataset(site, group)
     wanted = _split_ids(ids)
     variables: dict[str, Any] = {}

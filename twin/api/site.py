@@ -13,7 +13,7 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twin.alarms import AlarmBook, MismatchRule, ThresholdRule, read_rules
 from twin.api.audit import AuditLog
@@ -22,8 +22,10 @@ from twin.api.ingest_queue import IngestQueue, IngestResult
 from twin.api.locking import RWLock
 from twin.timeseries.store import Store, StoreError
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Hashable, Iterable
 
     import pandas as pd
     import xarray as xr
@@ -90,6 +92,7 @@ class Site:
     _ingest: IngestQueue | None = None
     _datasets: dict[str, xr.Dataset] = field(default_factory=dict)
     _groups: list[str] | None = None
+    _memo: dict[tuple[str, Hashable], Any] = field(default_factory=dict)
 
     @property
     def write_lock(self) -> AbstractContextManager[None]:
@@ -145,8 +148,11 @@ class Site:
             self._version += 1
             if groups is None:
                 self._datasets.clear()
+                self._memo.clear()
             for group in groups or ():
                 self._datasets.pop(group, None)
+                for key in [k for k in self._memo if k[0] == group]:
+                    del self._memo[key]
             if groups is None or groups:
                 self._groups = None
 
@@ -159,6 +165,17 @@ class Site:
             with self._version_lock:
                 self._groups = names
         return list(names)
+
+    def memo(self, group: str, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, kept until a write through this site changes ``group`` (answers derived from one group,
+        e.g. the latest value per device, asked by every dashboard poll)."""
+        with self._version_lock:
+            if (group, key) in self._memo:
+                return self._memo[group, key]
+        value = compute()
+        with self._version_lock:
+            self._memo[group, key] = value
+        return value
 
     def dataset(self, group: str) -> xr.Dataset:
         """The store group as a lazy xarray Dataset, opened once and kept until a write through this site changes
