@@ -9,13 +9,23 @@ idempotent) and an entry without manifest is deleted: the store holds exactly th
 
 Only the local file system gets durable commits (``os.replace`` and ``fsync``); other fsspec file systems get the
 same protocol with their own ``mv`` (atomic where the file system's rename is).
+
+One writer at a time (local stores): a transaction holds :class:`WriterLock` — a lock per store path within the
+process, then ``flock`` on ``<store>/.journal.lock`` across processes — from ``begin`` to ``commit``/``rollback``.
+So ``gridtwin ingest`` into a store that ``gridtwin serve`` is writing waits for the current batch instead of
+interleaving with it, and recovery on open skips a journal entry whose writer is alive (it is not interrupted; the
+lock dies with its process, so a crashed writer's entry is recovered by the next opener). A writer that waits longer
+than ``GRIDTWIN_WRITER_WAIT_S`` (default 120 s) gets :class:`StoreBusyError` naming the holder's pid.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -28,6 +38,78 @@ if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, BufferPrototype
 
 JOURNAL = ".journal"
+LOCK_FILE = ".journal.lock"
+_PATH_LOCKS: dict[str, threading.Lock] = {}
+_PATH_LOCKS_GUARD = threading.Lock()
+
+
+class StoreBusyError(OSError):
+    """Another writer holds the store for longer than we are willing to wait."""
+
+
+class WriterLock:
+    """The right to write one local store (see the module docstring); a no-op for non-local locations."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self._fd: int | None = None
+        key = str(location.path.resolve()) if location.is_local else str(location)
+        with _PATH_LOCKS_GUARD:
+            self._thread_lock = _PATH_LOCKS.setdefault(key, threading.Lock())
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, timeout_s: float | None = None) -> None:
+        """Wait for the store (at most ``timeout_s``; default ``$GRIDTWIN_WRITER_WAIT_S`` or 120 s)."""
+        if not self.location.is_local:
+            return
+        timeout = float(os.environ.get("GRIDTWIN_WRITER_WAIT_S", "120")) if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
+        if not self._thread_lock.acquire(timeout=max(timeout, 0.0)):
+            raise StoreBusyError(f"{self.location} is being written by another thread of this process for {timeout} s")
+        try:
+            self._fd = self._flock(deadline, timeout)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def _flock(self, deadline: float, timeout: float) -> int:
+        fd = os.open(self.location.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                    os.close(fd)
+                    raise StoreBusyError(
+                        f"{self.location} is being written by process {holder} for more than {timeout:.0f} s; wait for "
+                        "it or stop it (a store takes one writer at a time; send data to a running 'gridtwin serve' "
+                        "through its /write endpoint instead)"
+                    ) from None
+                time.sleep(0.02)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return fd
+
+    def try_acquire(self) -> bool:
+        """Take the store if nobody writes it now (no waiting)."""
+        try:
+            self.acquire(timeout_s=0.0)
+        except StoreBusyError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        self._thread_lock.release()
 
 
 class Location:
@@ -162,6 +244,19 @@ def recover(where: Location | str | Path) -> list[str]:
     """Roll committed journal entries forward and drop uncommitted ones; returns what was done (for the log)."""
     loc = where if isinstance(where, Location) else Location(where)
     committed, staged = loc.journal_entries()
+    if not committed and not staged:
+        return []
+    lock = WriterLock(loc)
+    if not lock.try_acquire():
+        return ["a writer is active: its journal entry is live, not interrupted; left alone"]
+    try:
+        committed, staged = loc.journal_entries()
+        return _recover(loc, committed, staged)
+    finally:
+        lock.release()
+
+
+def _recover(loc: Location, committed: list[str], staged: list[str]) -> list[str]:
     done = []
     for txn in committed:
         _apply(loc, txn, json.loads(loc.read_text(f"{JOURNAL}/{txn}.commit.json")))
@@ -194,6 +289,7 @@ class JournaledStore(WrapperStore[Store]):
         self._stage: Store | None = None
         self._set_keys: set[str] = set()
         self._deleted: set[str] = set()
+        self._writer = WriterLock(location)
 
     def _with_store(self, store: Store) -> JournaledStore:
         """A view on another store object (zarr asks for read-only twins); shares this one's location and state."""
@@ -206,6 +302,7 @@ class JournaledStore(WrapperStore[Store]):
         """Start staging writes."""
         if self._txn is not None:
             raise RuntimeError("a batch is already open on this store")
+        self._writer.acquire()
         self._txn = uuid.uuid4().hex
         self._stage = self.location.store(f"{JOURNAL}/{self._txn}")
         self._set_keys, self._deleted = set(), set()
@@ -215,11 +312,13 @@ class JournaledStore(WrapperStore[Store]):
         if self._txn is None:
             raise RuntimeError("no batch open")
         loc = self.location
-        loc.fsync_files(f"{JOURNAL}/{self._txn}/{key}" for key in self._set_keys)
-        manifest = {"set": sorted(self._set_keys), "delete": sorted(self._deleted - self._set_keys)}
-        loc.write_atomic(f"{JOURNAL}/{self._txn}.commit.json", json.dumps(manifest))  # the commit point
-        _apply(loc, self._txn, manifest)
-        self._reset()
+        try:
+            loc.fsync_files(f"{JOURNAL}/{self._txn}/{key}" for key in self._set_keys)
+            manifest = {"set": sorted(self._set_keys), "delete": sorted(self._deleted - self._set_keys)}
+            loc.write_atomic(f"{JOURNAL}/{self._txn}.commit.json", json.dumps(manifest))  # the commit point
+            _apply(loc, self._txn, manifest)
+        finally:  # interrupted: the entry stays for recovery (forward if committed), the store is free again
+            self._reset()
 
     def rollback(self) -> None:
         """Forget the staged batch."""
@@ -230,6 +329,7 @@ class JournaledStore(WrapperStore[Store]):
     def _reset(self) -> None:
         self._txn, self._stage = None, None
         self._set_keys, self._deleted = set(), set()
+        self._writer.release()
 
     @property
     def in_transaction(self) -> bool:
@@ -326,7 +426,7 @@ class JournaledStore(WrapperStore[Store]):
         seen = set()
         base = prefix.rstrip("/") + "/" if prefix else ""
         async for key in self._store.list_dir(prefix):
-            if key == JOURNAL or (self._deleted and not await self._alive(base + key)):
+            if key in (JOURNAL, LOCK_FILE) or (self._deleted and not await self._alive(base + key)):
                 continue  # a child whose every key is staged for deletion is gone for this batch
             seen.add(key)
             yield key

@@ -188,8 +188,10 @@ class Store:
     # --- transactions -------------------------------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """All writes inside the block become visible together, or not at all."""
+        """All writes inside the block become visible together, or not at all (one writer at a time: the batch waits
+        for another process's batch on the same store; ``twin/timeseries/journal.py``)."""
         self._journal.begin()
+        self._device_index.clear()  # another process may have added devices since our last batch
         try:
             yield
         except BaseException:
@@ -266,6 +268,7 @@ class Store:
         frame meanwhile; memory holds 32 bytes per accepted reading until ``commit``.
         """
         self._journal.begin()
+        self._device_index.clear()  # another process may have added devices since our last batch
         return Appender(self, group, units=units or {}, tolerance=tolerance, meters=meters, owns_batch=True)
 
     def _locate(
