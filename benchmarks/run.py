@@ -836,6 +836,28 @@ def _cases_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _embedded_markdown(reports: dict[str, Any]) -> str:
+    """The tables of the suites with their own formats (scenarios, contingency, api), for ``bench all``'s Markdown."""
+    parts = []
+    if "scenarios" in reports:
+        from benchmarks.scenarios import format_tables
+
+        sc = reports["scenarios"]
+        parts.append("### scenarios\n\n" + format_tables(sc["rows"], sc["estimate"]))
+    if "contingency" in reports:
+        c = reports["contingency"]
+        parts.append(
+            f"### contingency\n\n{c['case']}, {c['n_steps']} steps, {c['n_outages']} outages ({c['n_islanding']} "
+            f"islanding): gridtwin {c['gridtwin_s']:.2f} s, lightsim2grid {c['lightsim2grid_s']:.2f} s, ratio "
+            f"{c['ratio']:.2f}, max |Δ loading| {c['max_abs_dloading_pct']:.2e} %"
+        )
+    if "api" in reports:
+        from benchmarks.api import ApiBenchReport, format_report
+
+        parts.append("### api\n\n" + format_report(ApiBenchReport(**reports["api"])))
+    return "".join("\n\n" + part for part in parts)
+
+
 def run_all(argv: list[str]) -> int:
     """``all``: every suite in turn, one JSON (each suite's report under ``reports``) and one Markdown file.
 
@@ -876,7 +898,7 @@ def run_all(argv: list[str]) -> int:
     report = {"suite": "all", "machine": machine_info(), "cases": case_list(suites, quick=args.quick, smoke=args.smoke)}
     report |= {"reports": reports, "results": rows}
     out.write_text(json.dumps(report, indent=2, default=float))
-    md = _cases_markdown(report) + "\n\n" + to_markdown(report)
+    md = _cases_markdown(report) + "\n\n" + to_markdown(report) + _embedded_markdown(reports)
     out.with_suffix(".md").write_text(md + "\n")
     print(f"\nall suites: {', '.join(suites)}\n\n{md}\n\nJSON written to {out}, Markdown to {out.with_suffix('.md')}")
     return 0
