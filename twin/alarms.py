@@ -18,7 +18,6 @@ folder, written atomically, so alarms survive a process restart.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -28,6 +27,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from numba import njit
+
+from twin.timeseries.journal import write_file_atomic
 
 if TYPE_CHECKING:
     from twin.timeseries.store import Store
@@ -451,15 +452,6 @@ def _rule_from_entry(i: int, entry: Any) -> Rule:
     return rule
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-
-
 class AlarmBook:
     """Alarm events and rule states kept in a folder: ``events.parquet`` and ``state.json``.
 
@@ -566,10 +558,10 @@ class AlarmBook:
         return alarms[alarms["state"] != "cleared"].sort_values(["raised", "alarm_id"]).reset_index(drop=True)
 
     def _save(self) -> None:
-        _write_atomic(self.folder / "events.parquet", self.events.to_parquet(index=False))
+        write_file_atomic(self.folder / "events.parquet", self.events.to_parquet(index=False))
         states = {k: v.to_json() for k, v in self.states.items()}
         doc = {"n_events": len(self.events), "states": states}
-        _write_atomic(self.folder / "state.json", json.dumps(doc).encode())
+        write_file_atomic(self.folder / "state.json", json.dumps(doc).encode())
 
 
 _EVENT_DTYPES = {

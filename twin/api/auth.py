@@ -13,9 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import tempfile
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -26,6 +24,8 @@ from typing import Any
 import pandas as pd
 from fastapi import HTTPException, Request, Security
 from fastapi.security import HTTPBearer
+
+from twin.timeseries.journal import write_file_atomic
 
 __all__ = ["PERMISSIONS", "ROLE_PERMISSIONS", "AuthError", "Principal", "Role", "TokenStore", "require"]
 
@@ -103,18 +103,7 @@ class TokenStore:
         return [dict(t) for t in self._cache[1]]
 
     def _write(self, tokens: list[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"tokens": tokens}, fh, indent=2)
-                fh.flush()
-                os.fsync(fh.fileno())
-            Path(tmp).replace(self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_file_atomic(self.path, json.dumps({"tokens": tokens}, indent=2), mode=0o600)
         self._cache = None
 
     def create(self, role: str | Role, name: str) -> str:

@@ -13,9 +13,7 @@ runs are appended to ``<STORE>.plans/execution.json`` (:class:`twin.dispatch.Exe
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
@@ -25,6 +23,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from twin.api.auth import Principal, require
 from twin.api.locking import run_waiting
 from twin.api.models import DecisionRequest, PlanRequest, jsonable, records
+from twin.timeseries.journal import write_file_atomic
 
 router = APIRouter(tags=["plans"])
 
@@ -42,12 +41,7 @@ def _state_path(site: Any, plan_id: str) -> FsPath:
 
 
 def _write_json(path: FsPath, doc: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(jsonable(doc), fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    FsPath(tmp).replace(path)
+    write_file_atomic(path, json.dumps(jsonable(doc), indent=1))
 
 
 def _read_state(site: Any, plan_id: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -41,6 +42,27 @@ JOURNAL = ".journal"
 LOCK_FILE = ".journal.lock"
 _PATH_LOCKS: dict[str, threading.Lock] = {}
 _PATH_LOCKS_GUARD = threading.Lock()
+
+
+def write_file_atomic(path: str | Path, data: bytes | str, *, mode: int | None = None) -> None:
+    """Replace the local file ``path`` with ``data`` so that readers see all of it or none, durably: a temporary file
+    in the same folder (permissions ``mode`` set before any byte is written, e.g. 0o600 for secrets), fsync, rename,
+    fsync of the folder. The temporary file is removed if anything fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_path(path.parent, directory=True)
 
 
 class StoreBusyError(OSError):
@@ -158,14 +180,7 @@ class Location:
     def write_atomic(self, rel: str, text: str) -> None:
         """Write a small file so that readers see all of it or nothing (rename locally, one PUT elsewhere)."""
         if self.is_local:
-            tmp = self.path / f"{rel}.tmp"
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("w") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(self.path / rel)
-            _fsync_path((self.path / rel).parent, directory=True)
+            write_file_atomic(self.path / rel, text)
         else:
             self.fs.pipe_file(self._abs(rel), text.encode())
 
