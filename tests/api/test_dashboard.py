@@ -140,17 +140,20 @@ def test_transformer_plot_has_metering_virtual_sensor_and_forecast_band(
     r = client.get("/api/v1/dashboard/transformer/trafo/0", headers=live_server.headers("viewer"))
     assert r.status_code == 200, r.text
     text = r.text
-    for label in ("load forecast P10–P90", "load forecast P50", "metering", "virtual sensor", "expected (prediction)"):
+    labels = ("load forecast P10–P90", "load forecast, expected", "metering", "virtual sensor", "expected (prediction)")
+    for label in labels:
         assert label in text, label
     sources = _sources(_document(r.json()))
-    # the P50 curve is the sum of the median load forecasts of the loads below the transformer (all loads here)
+    # the centre curve is the sum of the loads' expected values, 0.3 P10 + 0.4 P50 + 0.3 P90 (means add up; medians
+    # of zero-inflated household loads do not), over the loads below the transformer (all loads here)
     forecasts = Store.open(live_server.store).dataset("forecasts")["load_p_mw"]
     p50 = forecasts.sel(quantile=0.5).sum("load").to_numpy() * 1000.0
     p10 = forecasts.sel(quantile=0.1).sum("load").to_numpy() * 1000.0
-    assert any(len(s.get("p_kw", ())) == len(p50) and np.allclose(s["p_kw"], p50) for s in sources)
     p90 = forecasts.sel(quantile=0.9).sum("load").to_numpy() * 1000.0
     (band,) = [np.asarray(s["y"], dtype=float) for s in sources if "y" in s]  # the area: P90 out, P10 back
     np.testing.assert_allclose(band, np.concatenate([p90, p10[::-1]]))
+    expected = 0.3 * p10 + 0.4 * p50 + 0.3 * p90
+    assert any(len(s.get("p_kw", ())) == len(expected) and np.allclose(s["p_kw"], expected) for s in sources)
     assert (p10 <= p50 + 1e-9).all()
     # the metering curve holds the last two days of the transformer's own metering
     metering = Store.open(live_server.store).dataset("sensors")["p_kw"].sel(sensor="trafo/0")
