@@ -91,7 +91,7 @@ def _add_demo(sub: argparse._SubParsersAction, fill: Any) -> None:
 
 
 def _run_demo(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from twin.cli import print_json
+    from twin.cli_output import print_json
 
     doc: dict[str, Any] = {"store": str(args.store), "meters": None, "loop": None}
     if not args.loop_only:
@@ -132,7 +132,7 @@ def _demo_meters(args: argparse.Namespace, out: Console, err: Console) -> dict[s
 
 def _demo_loop(args: argparse.Namespace, out: Console, err: Console) -> dict[str, Any]:
     """Part 2 of the demo: the control loop; prints its tables unless ``--json``."""
-    from twin.cli import frame_table
+    from twin.cli_output import frame_table
     from twin.loop import run_loop
 
     t1 = time.perf_counter()
@@ -219,7 +219,7 @@ def _add_shed(sub: argparse._SubParsersAction, fill: Any) -> None:
 
 def _run_shed(args: argparse.Namespace, out: Console, err: Console) -> int:
     import twin
-    from twin.cli import print_json
+    from twin.cli_output import print_json
     from twin.cli_store import _open
     from twin.comm import read_comm
     from twin.timeseries.shed import shed_store
@@ -323,7 +323,7 @@ def _add_gateways(sub: argparse._SubParsersAction, fill: Any) -> None:
 
 
 def _run_gateways(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from twin.cli import frame_table, print_json
+    from twin.cli_output import frame_table, print_json
     from twin.dispatch import BrokerUnavailableError, GatewayFleet
 
     live = err if args.json else out
@@ -365,7 +365,7 @@ def _wait(duration_s: float | None, err: Console) -> None:
 
 def _run_backtest(args: argparse.Namespace, out: Console, err: Console) -> int:
     from twin.backtest_run import report_markdown, run_backtest
-    from twin.cli import library_bars_on_stderr, print_json
+    from twin.cli_output import library_bars_on_stderr, print_json
 
     with library_bars_on_stderr():
         report = run_backtest(

@@ -72,7 +72,7 @@ def _run_scenarios(args: argparse.Namespace, out: Console, err: Console) -> int:
     (Path(str(store) + ".spec.yaml")).write_text(args.spec.read_text())
     status = 0 if not report.failed else 1
     if args.json:
-        from twin.cli import print_json
+        from twin.cli_output import print_json
 
         print_json({**asdict(report), "scenarios_per_hour": report.scenarios_per_hour})
         return status
@@ -88,7 +88,7 @@ def _compare_scenarios(args: argparse.Namespace, out: Console, err: Console) -> 
     from scenarios import load_spec
     from scenarios.report import compare_rich, compare_table, write_report
     from scenarios.runner import open_results
-    from twin.cli import print_json
+    from twin.cli_output import print_json
 
     results = open_results(args.store)
     spec_copy = Path(str(args.store) + ".spec.yaml")

@@ -282,7 +282,7 @@ def _run_ingest(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _run_info(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from twin.cli import print_json
+    from twin.cli_output import print_json
 
     info = _open(args.store).describe()
     if args.json:
@@ -330,7 +330,7 @@ def _print_record(
     args: argparse.Namespace, record: dict[str, Any], title: str, out: Console, shown: dict[str, str] | None = None
 ) -> int:
     """Print ``record`` as JSON (``--json``) or as a two-column table (``shown`` replaces some cells); exit 0."""
-    from twin.cli import print_json
+    from twin.cli_output import print_json
 
     if args.json:
         print_json(record)
@@ -426,7 +426,7 @@ def _run_predict(args: argparse.Namespace, out: Console, err: Console) -> int:
         )
     out.print(table if len(ranking) else "no asset at risk over the horizon")
     if result.drivers is not None:
-        from twin.cli import frame_table
+        from twin.cli_output import frame_table
 
         out.print(frame_table(result.drivers, f"drivers of {ranking.index[0]} at {ranking.iloc[0]['first_exceed']}"))
     out.print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
