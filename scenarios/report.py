@@ -10,7 +10,6 @@ widget picks the asset) and a network map coloured by max loading (a select widg
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +42,6 @@ REQUIRED_VARS: dict[str, tuple[str, ...]] = {
     "energy_not_served_mwh": ("scenario",),
     "status": ("scenario",),
 }
-
-# Bokeh adds the ``__javascript__`` files of every imported model class to a page, even inline; HoloViews imports
-# Panel, whose ReactiveESM model names a server-relative file that an offline page cannot load and that no model
-# of this report uses. Such tags are removed; Bokeh's own code is inlined (as in twin/loop_report.py).
-_FILE_SCRIPT = re.compile(r'<script[^>]*\bsrc="[^"]*"[^>]*>\s*</script>\s*')
 
 _COLUMNS = {
     "status": "status",
@@ -246,14 +240,9 @@ def write_report(
     -------
     Path
     """
-    from bokeh.embed import file_html
-    from bokeh.layouts import column
-    from bokeh.models import Div
-    from bokeh.resources import INLINE
+    from twin.report import report_path, write_offline_page
 
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"report {path}: folder {path.parent} does not exist; create it or pick another path")
+    path = report_path(path)
     table = compare_table(results, limit_pct)
     positions = bus_positions(grid)
     _, missing = branch_segments(results, grid, positions[0])
@@ -270,9 +259,5 @@ def write_report(
         ("Loading duration curves", _holomap_model(build_duration_curves(results, n_assets, limit_pct), "asset")),
         ("Network: max loading", _holomap_model(build_network_maps(results, grid, limit_pct, positions), "scenario")),
     ]
-    models: list[Any] = [Div(text=_header(results, table, grid, notes), width=1000)]
-    for heading, model in sections:
-        models += [Div(text=f"<h2>{html.escape(heading)}</h2>"), model]
-    page = file_html(column(*models), resources=INLINE, title=f"gridtwin scenarios {grid.name}")
-    path.write_text(_FILE_SCRIPT.sub("", page), encoding="utf-8")
-    return path
+    title = f"gridtwin scenarios {grid.name}"
+    return write_offline_page(path, _header(results, table, grid, notes), sections, title)

@@ -9,7 +9,6 @@ dispatch status per command, the asset table, seconds per stage and the run's no
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +19,6 @@ if TYPE_CHECKING:
     from twin.loop import LoopResult
 
 __all__ = ["write_report"]
-
-# Bokeh adds the ``__javascript__`` files of every imported model class to a page, even inline; HoloViews imports
-# Panel, whose ReactiveESM model names a server-relative file (es-module-shims) that an offline page cannot load and
-# that no model of this report uses. Such tags are removed; Bokeh's own code is inlined.
-_FILE_SCRIPT = re.compile(r'<script[^>]*\bsrc="[^"]*"[^>]*>\s*</script>\s*')
 
 _CASE_STYLE = {
     "forecast_before": ("forecast (plan member), no plan", "#1f77b4", "dashed"),
@@ -157,19 +151,9 @@ def write_report(result: LoopResult, path: str | Path) -> Path:
     -------
     Path
     """
-    from bokeh.embed import file_html
-    from bokeh.layouts import column
-    from bokeh.models import Div
-    from bokeh.resources import INLINE
+    from twin.report import report_path, write_offline_page
 
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"report {path}: folder {path.parent} does not exist; create it or pick another path")
+    path = report_path(path)
     hv.extension("bokeh", logo=False)
-    models: list[Any] = [Div(text=_text(result), width=1000)]
-    for heading, obj in _sections(result):
-        models += [Div(text=f"<h2>{html.escape(heading)}</h2>"), hv.render(obj, backend="bokeh")]
-    page = file_html(column(*models), resources=INLINE, title=f"gridtwin loop {result.issued.date()}")
-    page = _FILE_SCRIPT.sub("", page)
-    path.write_text(page, encoding="utf-8")
-    return path
+    sections = [(heading, hv.render(obj, backend="bokeh")) for heading, obj in _sections(result)]
+    return write_offline_page(path, _text(result), sections, f"gridtwin loop {result.issued.date()}")

@@ -1,11 +1,15 @@
-"""JSON-ready summaries of power-flow results: extremes with where they sit, most loaded branches.
+"""JSON-ready summaries of power-flow results (extremes with where they sit, most loaded branches), and the
+standalone offline HTML page the reports are written as (:func:`write_offline_page`).
 
-Used by the CLI (tables, ``--json``) and by scripts; values are plain floats/strings, NaN as None.
+Summaries are used by the CLI (tables, ``--json``) and by scripts; values are plain floats/strings, NaN as None.
 """
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,13 +21,45 @@ if TYPE_CHECKING:
 
 __all__ = [
     "locate_extreme",
+    "report_path",
     "summarize_grid",
     "summarize_pf",
     "summarize_pf_ts",
     "to_float",
     "to_label",
     "top_loaded_branches",
+    "write_offline_page",
 ]
+
+# Bokeh adds the ``__javascript__`` files of every imported model class to a page, even inline; HoloViews imports
+# Panel, whose ReactiveESM model names a server-relative file (es-module-shims) that an offline page cannot load and
+# that no model of our reports uses. Such tags are removed; Bokeh's own code is inlined.
+_FILE_SCRIPT = re.compile(r'<script[^>]*\bsrc="[^"]*"[^>]*>\s*</script>\s*')
+
+
+def report_path(path: str | Path) -> Path:
+    """``path`` as a Path, or FileNotFoundError (saying what to do) when its folder does not exist."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"report {path}: folder {path.parent} does not exist; create it or pick another path")
+    return path
+
+
+def write_offline_page(path: str | Path, intro_html: str, sections: list[tuple[str, Any]], title: str) -> Path:
+    """Write one standalone HTML page that needs no network: an introduction, then a heading and a Bokeh model per
+    section (BokehJS inlined). Returns the path (replaced when present)."""
+    from bokeh.embed import file_html
+    from bokeh.layouts import column
+    from bokeh.models import Div
+    from bokeh.resources import INLINE
+
+    path = report_path(path)
+    models: list[Any] = [Div(text=intro_html, width=1000)]
+    for heading, model in sections:
+        models += [Div(text=f"<h2>{html.escape(heading)}</h2>"), model]
+    page = file_html(column(*models), resources=INLINE, title=title)
+    path.write_text(_FILE_SCRIPT.sub("", page), encoding="utf-8")
+    return path
 
 
 def summarize_grid(grid: Grid) -> dict[str, Any]:
